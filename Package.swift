@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "vmctl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vmctl", targets: ["vmctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // C libraries, each only a module map and a shim header.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
+
+        // Runs blocking C calls on threads of their own, never on the cooperative pool.
+        .target(name: "Blocking"),
+        // Swift handles over libvirt and domain XML from typed values. Knows nothing of clusters.
+        .target(name: "Libvirt", dependencies: ["CLibvirt", "Blocking"]),
+        // libssh2 sessions, exec, strict host-key pinning. Knows nothing of clusters.
+        .target(name: "SSH", dependencies: ["CLibSSH2", "Blocking"]),
+        // NoCloud meta-data / user-data / network-config and the seed ISO.
+        .target(name: "CloudInit", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // The product: images, accel probe, state, nodes and clusters.
+        .target(name: "VMCtlCore", dependencies: [
+            "Libvirt", "SSH", "CloudInit", "Blocking",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // One file per leaf command.
+        .target(name: "VMCtlCommands", dependencies: [
+            "VMCtlCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"]),
+
+        // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
+        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlCore", "VMCtlCommands", "Libvirt", "SSH", "CloudInit"]),
+        // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
+        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlCore", "Libvirt", "SSH"]),
+    ]
+)

@@ -1,0 +1,69 @@
+/// Everything vmctl says about a guest, as typed values. `DomainSpec.xml()` is the one
+/// place that turns them into libvirt domain XML.
+public struct DomainSpec: Sendable, Equatable {
+    /// kvm or plain QEMU (TCG).
+    public enum Accelerator: String, Sendable, Codable { case kvm, tcg }
+
+    /// A kernel booted directly, without firmware or bootloader.
+    public struct DirectBoot: Sendable, Equatable {
+        public var kernel: String
+        public var initrd: String?
+        public var cmdline: String
+        public init(kernel: String, initrd: String?, cmdline: String) {
+            self.kernel = kernel; self.initrd = initrd; self.cmdline = cmdline
+        }
+    }
+
+    /// A disk image attached over virtio.
+    public struct Disk: Sendable, Equatable {
+        public enum Format: String, Sendable { case qcow2, raw }
+        public var path: String
+        public var format: Format
+        public var target: String
+        public var readOnly: Bool
+        public init(path: String, format: Format, target: String, readOnly: Bool = false) {
+            self.path = path; self.format = format; self.target = target; self.readOnly = readOnly
+        }
+    }
+
+    /// One NIC: how it attaches, and its MAC.
+    public struct NIC: Sendable, Equatable {
+        public var mode: NetworkMode
+        public var mac: String
+        public init(mode: NetworkMode, mac: String) { self.mode = mode; self.mac = mac }
+    }
+
+    public var name: String
+    public var accelerator: Accelerator
+    public var memoryMiB: Int
+    public var vcpus: Int
+    /// A named CPU model (`qemu64` is quickest under TCG); nil passes the host CPU through.
+    public var cpuModel: String?
+    public var boot: DirectBoot?
+    /// UEFI firmware instead of direct kernel boot (bootable disk images).
+    public var uefi: UEFI?
+    public var disks: [Disk]
+    public var nics: [NIC]
+    /// Where QEMU writes everything the guest prints on its first serial port.
+    public var serialLog: String?
+    /// VNC on 127.0.0.1 at this port; nil for none.
+    public var vncPort: Int?
+    /// vmctl's own labels, stored in the domain's `<metadata>` so state can be rebuilt from libvirt.
+    public var labels: [String: String]
+
+    public struct UEFI: Sendable, Equatable {
+        public var secureBoot: Bool
+        public init(secureBoot: Bool) { self.secureBoot = secureBoot }
+    }
+
+    public init(name: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, cpuModel: String?,
+                boot: DirectBoot?, uefi: UEFI? = nil, disks: [Disk], nics: [NIC], serialLog: String?,
+                vncPort: Int?, labels: [String: String] = [:]) {
+        self.name = name; self.accelerator = accelerator; self.memoryMiB = memoryMiB; self.vcpus = vcpus
+        self.cpuModel = cpuModel; self.boot = boot; self.uefi = uefi; self.disks = disks; self.nics = nics
+        self.serialLog = serialLog; self.vncPort = vncPort; self.labels = labels
+    }
+
+    /// The metadata namespace vmctl's labels live under.
+    public static let metadataNamespace = "https://github.com/vmctl/vmctl/xmlns/domain/1"
+}

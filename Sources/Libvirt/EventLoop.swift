@@ -1,0 +1,31 @@
+import CLibvirt
+import Foundation
+import Synchronization
+
+/// libvirt's default event loop, run on one dedicated thread for the life of the process.
+/// The embedded QEMU driver needs it (monitor I/O, domain events).
+public enum LibvirtEventLoop {
+    private static let started = Mutex(false)
+
+    /// Registers the default implementation and starts its thread; later calls do nothing.
+    /// Must run before the first connection is opened.
+    public static func start() throws {
+        try started.withLock { started in
+            guard !started else { return }
+            silenceDefaultErrorPrinter()
+            try check(virInitialize(), "initialise libvirt")
+            try check(virEventRegisterDefaultImpl(), "register libvirt's event loop")
+            let thread = Thread {
+                while true {
+                    if virEventRunDefaultImpl() < 0 {
+                        // Nothing useful to do with the error here; avoid a hot spin.
+                        Thread.sleep(forTimeInterval: 0.05)
+                    }
+                }
+            }
+            thread.name = "libvirt-event-loop"
+            thread.start()
+            started = true
+        }
+    }
+}

@@ -1,0 +1,223 @@
+import Blocking
+import CLibSSH2
+import Foundation
+import Synchronization
+
+/// The output of one remote command.
+public struct ExecResult: Sendable, Equatable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public init(status: Int32, stdout: String, stderr: String) {
+        self.status = status; self.stdout = stdout; self.stderr = stderr
+    }
+}
+
+/// Where to connect and who to be.
+public struct SSHTarget: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var key: KeyPair
+    public var hostKey: HostKeyPin
+    public init(host: String, port: Int, user: String, key: KeyPair, hostKey: HostKeyPin) {
+        self.host = host; self.port = port; self.user = user; self.key = key; self.hostKey = hostKey
+    }
+}
+
+private let libraryReady: Mutex<Bool> = Mutex(false)
+
+/// An authenticated libssh2 session (`LIBSSH2_SESSION` plus its socket). Blocking: use it
+/// from one thread at a time (`SSHSession.run` puts each call on a thread of its own).
+public final class SSHSession: @unchecked Sendable {
+    private var session: OpaquePointer?
+    private var fd: Int32 = -1
+    public let target: SSHTarget
+
+    /// Connects, checks the host key against the pin, then authenticates. Blocks.
+    public init(_ target: SSHTarget, timeout: Duration = .seconds(15)) throws {
+        self.target = target
+        libraryReady.withLock { ready in
+            if !ready { libssh2_init(0); ready = true }
+        }
+        let deadline = ContinuousClock.now + timeout
+        fd = try Self.connectSocket(host: target.host, port: target.port, timeout: timeout)
+        guard let s = vmctl_ssh2_session_init() else {
+            Foundation.close(fd)
+            throw SSHError(.protocolError, "start SSH session", "libssh2_session_init failed")
+        }
+        session = s
+        do {
+            try handshakeAndAuthenticate(deadline: deadline)
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Disconnects and frees the session; later calls do nothing.
+    public func close() {
+        if let s = session {
+            libssh2_session_set_blocking(s, 1)
+            libssh2_session_set_timeout(s, 2000)
+            _ = vmctl_ssh2_session_disconnect(s, "bye")
+            libssh2_session_free(s)
+        }
+        session = nil
+        if fd >= 0 { Foundation.close(fd) }
+        fd = -1
+    }
+
+    private static func connectSocket(host: String, port: Int, timeout: Duration) throws -> Int32 {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
+            throw SSHError(.connect, "connect to \(host):\(port)", "not an IPv4 address")
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw SSHError(.connect, "connect to \(host):\(port)", String(cString: strerror(errno))) }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 && errno != EINPROGRESS {
+            let msg = String(cString: strerror(errno))
+            Foundation.close(fd)
+            throw SSHError(.connect, "connect to \(host):\(port)", msg)
+        }
+        if rc != 0 {
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let ms = Int32(timeout.components.seconds * 1000)
+            let n = poll(&p, 1, ms)
+            var soErr: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soErr, &len)
+            if n <= 0 || soErr != 0 {
+                Foundation.close(fd)
+                let msg = n == 0 ? "timed out" : String(cString: strerror(soErr != 0 ? soErr : errno))
+                throw SSHError(n == 0 ? .timeout : .connect, "connect to \(host):\(port)", msg)
+            }
+        }
+        _ = fcntl(fd, F_SETFL, flags)
+        return fd
+    }
+
+    private func millisLeft(_ deadline: ContinuousClock.Instant) -> Int {
+        let left = deadline - ContinuousClock.now
+        return max(1, Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+    }
+
+    private func handshakeAndAuthenticate(deadline: ContinuousClock.Instant) throws {
+        guard let s = session else { return }
+        libssh2_session_set_blocking(s, 1)
+        libssh2_session_set_timeout(s, millisLeft(deadline))
+        // Ask for the key type we pinned, so the server offers that one.
+        _ = libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, target.hostKey.type)
+        var rc = libssh2_session_handshake(s, libssh2_socket_t(fd))
+        if rc != 0 { throw SSHError.last(s, "SSH handshake with \(target.host):\(target.port)", code: rc) }
+
+        var len = 0
+        var type: Int32 = 0
+        guard let keyPtr = libssh2_session_hostkey(s, &len, &type) else {
+            throw SSHError.last(s, "read host key of \(target.host):\(target.port)", code: -1)
+        }
+        let blob = Data(bytes: keyPtr, count: len)
+        guard target.hostKey.matches(blob: blob) else {
+            throw SSHError(.hostKeyMismatch, "verify host key of \(target.host):\(target.port)",
+                           "the server's key is not the one vmctl pinned (\(target.hostKey.type)); refusing to connect")
+        }
+        libssh2_session_set_timeout(s, millisLeft(deadline))
+        rc = vmctl_ssh2_userauth_publickey_fromfile(s, target.user, target.key.publicKeyPath, target.key.privateKeyPath)
+        if rc != 0 { throw SSHError.last(s, "authenticate as \(target.user) on \(target.host):\(target.port)", code: rc) }
+    }
+
+    /// Waits until the socket is ready in the direction libssh2 is blocked on.
+    private func waitSocket(_ s: OpaquePointer, deadline: ContinuousClock.Instant, what: String) throws {
+        let dir = libssh2_session_block_directions(s)
+        var events: Int16 = 0
+        if dir & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
+        if dir & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+        if events == 0 { events = Int16(POLLIN) }
+        if ContinuousClock.now >= deadline { throw SSHError(.timeout, what, "timed out") }
+        var p = pollfd(fd: fd, events: events, revents: 0)
+        _ = poll(&p, 1, Int32(min(millisLeft(deadline), 1000)))
+    }
+
+    /// Runs `command`, feeding it `input` on stdin, and returns its exit status and output.
+    public func exec(_ command: String, input: Data? = nil, timeout: Duration = .seconds(60)) throws -> ExecResult {
+        guard let s = session else { throw SSHError(.protocolError, "run \(command)", "session is closed") }
+        let deadline = ContinuousClock.now + timeout
+        let what = "run `\(command.prefix(60))` on \(target.host):\(target.port)"
+        libssh2_session_set_blocking(s, 0)
+        defer { libssh2_session_set_blocking(s, 1) }
+
+        var channel: OpaquePointer?
+        while channel == nil {
+            channel = vmctl_ssh2_channel_open_session(s)
+            if channel == nil {
+                let rc = libssh2_session_last_errno(s)
+                guard rc == LIBSSH2_ERROR_EAGAIN else { throw SSHError.last(s, what, code: rc) }
+                try waitSocket(s, deadline: deadline, what: what)
+            }
+        }
+        defer { libssh2_channel_free(channel) }
+        try retrying(s, deadline, what) { vmctl_ssh2_channel_exec(channel, command) }
+
+        if let input {
+            var offset = 0
+            while offset < input.count {
+                let n = input.withUnsafeBytes { buf in
+                    vmctl_ssh2_channel_write(channel, buf.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self),
+                                             input.count - offset)
+                }
+                if n == Int(LIBSSH2_ERROR_EAGAIN) { try waitSocket(s, deadline: deadline, what: what); continue }
+                if n < 0 { throw SSHError.last(s, what, code: Int32(n)) }
+                offset += n
+            }
+            try retrying(s, deadline, what) { libssh2_channel_send_eof(channel) }
+        }
+
+        var out = Data(), err = Data()
+        var buf = [CChar](repeating: 0, count: 32 * 1024)
+        while true {
+            let n1 = vmctl_ssh2_channel_read(channel, &buf, buf.count)
+            if n1 > 0 { buf.withUnsafeBytes { out.append(contentsOf: $0.prefix(n1)) } }
+            let n2 = vmctl_ssh2_channel_read_stderr(channel, &buf, buf.count)
+            if n2 > 0 { buf.withUnsafeBytes { err.append(contentsOf: $0.prefix(n2)) } }
+            if n1 < 0 && n1 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n1)) }
+            if n2 < 0 && n2 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n2)) }
+            if n1 > 0 || n2 > 0 { continue }
+            if libssh2_channel_eof(channel) == 1 { break }
+            try waitSocket(s, deadline: deadline, what: what)
+        }
+        try retrying(s, deadline, what) { libssh2_channel_close(channel) }
+        try retrying(s, deadline, what) { libssh2_channel_wait_closed(channel) }
+        let status = libssh2_channel_get_exit_status(channel)
+        return ExecResult(status: status, stdout: String(decoding: out, as: UTF8.self),
+                          stderr: String(decoding: err, as: UTF8.self))
+    }
+
+    private func retrying(_ s: OpaquePointer, _ deadline: ContinuousClock.Instant, _ what: String,
+                          _ call: () -> Int32) throws {
+        while true {
+            let rc = call()
+            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(s, deadline: deadline, what: what); continue }
+            if rc < 0 { throw SSHError.last(s, what, code: rc) }
+            return
+        }
+    }
+
+    /// Connects and runs one command on a thread of its own.
+    public static func run(_ target: SSHTarget, _ command: String, input: Data? = nil,
+                           timeout: Duration = .seconds(60)) async throws -> ExecResult {
+        try await onOwnThread("ssh.exec") {
+            let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
+            defer { session.close() }
+            return try session.exec(command, input: input, timeout: timeout)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+public enum VMCtl { public static func main() async {} }

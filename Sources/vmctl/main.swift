@@ -1,0 +1,3 @@
+import VMCtlCommands
+
+await VMCtl.main()
