@@ -24,7 +24,7 @@ let package = Package(
         // libssh2 sessions, exec, strict host-key pinning. Knows nothing of clusters.
         .target(name: "SSH", dependencies: ["CLibSSH2", "Blocking"]),
         // NoCloud meta-data / user-data / network-config and the seed ISO.
-        .target(name: "CloudInit", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "CloudInit", dependencies: ["Blocking", .product(name: "Yams", package: "Yams")]),
         // The product: images, accel probe, state, nodes and clusters.
         .target(name: "VMCtlCore", dependencies: [
             "Libvirt", "SSH", "CloudInit", "Blocking",

@@ -8,7 +8,6 @@ PKGS=(
   libssh2-1-dev                     # SSH verification of guests
   xorriso                           # xorrisofs for cloud-init seed ISOs
   mmdebstrap e2fsprogs              # image builds: root filesystem, mkfs.ext4 -d
-  vde2                              # per-cluster L2 switch (vde_switch)
   dnsmasq-base iproute2 nftables    # bridge networks
   ovmf mtools                       # UEFI firmware and EFI partitions
   openssh-client pkg-config ca-certificates

@@ -13,6 +13,13 @@ public enum LibvirtEventLoop {
         try started.withLock { started in
             guard !started else { return }
             silenceDefaultErrorPrinter()
+            // libvirt's own log lines (warnings from the embedded driver) go to a file, not
+            // the user's terminal; LIBVIRT_LOG_OUTPUTS still overrides.
+            if getenv("LIBVIRT_LOG_OUTPUTS") == nil {
+                let dir = "/tmp/vmctl-\(getuid())"
+                mkdir(dir, 0o700)
+                setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(dir)/libvirt.log", 1)
+            }
             try check(virInitialize(), "initialise libvirt")
             try check(virEventRegisterDefaultImpl(), "register libvirt's event loop")
             let thread = Thread {

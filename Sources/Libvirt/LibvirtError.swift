@@ -17,12 +17,17 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
 
     /// Reads libvirt's thread-local last error. Call it right after the failing call,
     /// in the same synchronous function: never across an `await`.
-    public static func last(_ operation: String) -> LibvirtError {
-        guard let err = virGetLastError() else {
-            return LibvirtError(operation: operation, code: 0, message: "unknown libvirt error")
+    ///
+    /// `operation` is evaluated only after the error is copied: most libvirt calls (even
+    /// `virDomainGetName`) reset the thread's last error on entry.
+    public static func last(_ operation: @autoclosure () -> String) -> LibvirtError {
+        var code: Int32 = 0
+        var message = "unknown libvirt error"
+        if let err = virGetLastError() {
+            code = err.pointee.code
+            message = err.pointee.message.map { String(cString: $0) } ?? message
         }
-        let message = err.pointee.message.map { String(cString: $0) } ?? "unknown libvirt error"
-        return LibvirtError(operation: operation, code: err.pointee.code, message: message)
+        return LibvirtError(operation: operation(), code: code, message: message)
     }
 
     public var isNoDomain: Bool { code == Int32(VIR_ERR_NO_DOMAIN.rawValue) }
@@ -34,7 +39,7 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
 /// Turns libvirt's "-1 means failure" convention into a thrown error.
 @discardableResult
 func check(_ rc: Int32, _ operation: @autoclosure () -> String) throws -> Int32 {
-    if rc < 0 { throw LibvirtError.last(operation()) }
+    if rc < 0 { throw LibvirtError.last(operation()) }  // operation() runs after the copy
     return rc
 }
 

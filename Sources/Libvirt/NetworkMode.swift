@@ -4,8 +4,9 @@ public enum NetworkMode: Sendable, Equatable, Codable {
     /// QEMU user-mode networking (slirp): no root, nothing leaves the host while `restrict`
     /// is set, and TCP ports forwarded from 127.0.0.1.
     case user(UserMode)
-    /// A port on a VDE switch (`vde_switch -s SOCKET`): a private L2 segment without root.
-    case vde(socket: String)
+    /// A port on a user-space switch reached over a UNIX stream socket (QEMU's `stream`
+    /// netdev, length-prefixed frames): a private L2 segment without root.
+    case stream(socket: String)
     /// A Linux bridge on the host (needs root or a helper).
     case bridge(name: String)
 
@@ -40,9 +41,9 @@ public enum NetworkMode: Sendable, Equatable, Codable {
             var parts = ["user", "id=\(id)", "restrict=\(u.restrict ? "on" : "off")"]
             for f in u.forwards { parts.append("hostfwd=tcp:127.0.0.1:\(f.host)-:\(f.guest)") }
             return parts.joined(separator: ",")
-        case .vde(let socket):
+        case .stream(let socket):
             // QEMU's option parser treats "," as a separator; a literal comma is doubled.
-            return "vde,id=\(id),sock=\(socket.replacingOccurrences(of: ",", with: ",,"))"
+            return "stream,id=\(id),server=off,addr.type=unix,addr.path=\(socket.replacingOccurrences(of: ",", with: ",,"))"
         case .bridge:
             return nil
         }

@@ -1,3 +1,4 @@
+import Blocking
 import Foundation
 
 /// An ed25519 key pair on disk, made by `ssh-keygen` (files 0600, public 0644).
@@ -9,21 +10,7 @@ public struct KeyPair: Sendable, Equatable {
 
     /// Generates a new pair at `path` (which must not exist yet).
     public static func generate(at path: String, comment: String) throws -> KeyPair {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
-        p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        do { try p.run() } catch {
-            throw SSHError(.protocolError, "generate key pair", "cannot run ssh-keygen (\(error)): install openssh-client")
-        }
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw SSHError(.protocolError, "generate key pair \(path)", text.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
+        try Command("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]).checked()
         chmod(path, 0o600)
         return KeyPair(privateKeyPath: path)
     }

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import VMCtlCore
+
+struct ClusterUp: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "up", abstract: "Create N nodes, boot them in parallel, verify each over SSH.")
+
+    @Argument(help: "Number of nodes.")
+    var nodes: Int
+
+    @OptionGroup var cluster: ClusterNameOption
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Image to boot (see `vmctl image list`).")
+    var image = "debian-12"
+
+    @Option(help: "vCPUs per node.")
+    var cpus = 2
+
+    @Option(help: "Memory per node (e.g. 2G, 1536M).")
+    var memory = "2G"
+
+    @Option(help: "Disk per node, thin-provisioned (e.g. 20G).")
+    var disk = "20G"
+
+    @Option(help: "Seconds to wait for every node to be SSH-verified.")
+    var timeout: Int = 600
+
+    @Flag(help: "Leave what was made in place when `up` fails, for inspection.")
+    var keepOnFailure = false
+
+    @Flag(help: "Let guests reach the outside through the host (off: user-mode NICs use restrict=on).")
+    var guestInternet = false
+
+    func run() async throws {
+        guard let mem = ByteSize.parse(memory), let dsk = ByteSize.parse(disk) else {
+            throw VMCtlError.usage("--memory and --disk take sizes like 2G or 1536M")
+        }
+        let spec = ClusterSpec(nodes: nodes, image: image, cpus: cpus, memoryMiB: Int(mem >> 20), diskGiB: Int(dsk >> 30),
+                               guestInternet: guestInternet)
+        guard timeout > 0 else { throw VMCtlError.usage("--timeout must be positive") }
+        let view = ProgressView(json: global.json)
+        let start = ContinuousClock.now
+        let s = try await ClusterManager.current.up(spec, options: ClusterOptions(
+            name: cluster.name, connect: global.connectURI, accel: global.accel, timeout: .seconds(timeout),
+            keepOnFailure: keepOnFailure), events: view.sink)
+        let secs = (ContinuousClock.now - start).seconds
+        if global.json {
+            say(ClusterEvent.note("cluster \(s.name) up", elapsed: secs).jsonLine)
+        } else {
+            say(String(format: "cluster %@: %d node(s) SSH-verified in %.1fs; `vmctl cluster ssh node1 --name %@` for a shell",
+                       s.name, s.nodes.count, secs, s.name))
+        }
+    }
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Foundation
+import VMCtlCore
+
+struct ImageBuild: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "build", abstract: "Build an image from its recipe.")
+
+    @Argument(help: "Recipe name (images/NAME.yaml).")
+    var name: String
+
+    @Flag(help: "Rebuild every stage, ignoring the cache.")
+    var force = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() async throws {
+        let state = StateDir.resolve()
+        let builder = ImageBuilder(state: state, recipes: RecipeStore.locate())
+        let start = ContinuousClock.now
+        let quiet = json
+        let img = try await builder.build(name, force: force) { line in
+            if !quiet { say("[\(String(format: "%5.1f", (ContinuousClock.now - start).seconds))s] \(line)") }
+        }
+        if json { try printJSON(img) }
+    }
+}
+
+extension Duration {
+    /// Seconds as a Double.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

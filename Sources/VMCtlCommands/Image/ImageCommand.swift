@@ -1,0 +1,15 @@
+import ArgumentParser
+
+struct ImageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image",
+        abstract: "Build and manage OS images from recipes (images/*.yaml).",
+        discussion: """
+            EXAMPLES:
+              vmctl image build debian-12           build, reusing cached stages
+              vmctl image build debian-12 --force   rebuild every stage
+              vmctl image list --json
+              vmctl image rm debian-12
+            """,
+        subcommands: [ImageBuild.self, ImageList.self, ImageRm.self])
+}

@@ -1,0 +1,19 @@
+import ArgumentParser
+import Foundation
+import VMCtlCore
+
+/// The cluster segment's switch, run detached by `cluster up`. Not for direct use.
+struct SwitchDaemonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "switch-daemon",
+        abstract: "Run a cluster's L2 switch (started by `cluster up`).", shouldDisplay: false)
+
+    @Option(help: "UNIX socket QEMU connects to.")
+    var socket: String
+
+    @Option(help: "Where to write the pid.")
+    var pidfile: String
+
+    func run() throws {
+        try FrameSwitch(socketPath: socket).serveForever(pidFile: pidfile)
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+
+/// Chooses ports, subnets and MACs that no other cluster uses and nothing on the host holds.
+public struct Allocation: Sendable, Equatable {
+    public var sshPorts: [Int]
+    public var vncPorts: [Int]
+    /// The third octet of the cluster subnet 10.77.X.0/24 (private to the cluster's switch).
+    public var subnetIndex: Int
+
+    public static let sshBase = 2223
+    public static let vncBase = 5900
+
+    /// Picks `count` SSH and VNC ports and a subnet, skipping `taken` and ports in use.
+    public static func choose(count: Int, taken: [ClusterState], isFree: (Int) -> Bool = Allocation.portIsFree) throws -> Allocation {
+        let usedPorts = Set(taken.flatMap { $0.nodes.flatMap { [$0.plan.sshPort, $0.plan.vncPort] } })
+        let usedSubnets = Set(taken.compactMap { Int($0.subnet.split(separator: ".")[2]) })
+        func pick(from base: Int, limit: Int, avoid: Set<Int>) throws -> [Int] {
+            var out: [Int] = []
+            var p = base
+            while out.count < count {
+                guard p < base + limit else {
+                    throw VMCtlError("no \(count) free ports from \(base): other clusters or programs hold them")
+                }
+                if !avoid.contains(p) && isFree(p) { out.append(p) }
+                p += 1
+            }
+            return out
+        }
+        let ssh = try pick(from: sshBase, limit: 2000, avoid: usedPorts)
+        let vnc = try pick(from: vncBase, limit: 100, avoid: usedPorts.union(ssh))
+        guard let subnet = (1...254).first(where: { !usedSubnets.contains($0) }) else {
+            throw VMCtlError("every cluster subnet 10.77.1–254.0/24 is in use: clean some clusters")
+        }
+        return Allocation(sshPorts: ssh, vncPorts: vnc, subnetIndex: subnet)
+    }
+
+    /// Whether 127.0.0.1:`port` can be bound now.
+    public static func portIsFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    /// Node plans for a cluster from this allocation.
+    public func plans(cluster: String, count: Int, paths: ClusterPaths) -> [NodePlan] {
+        (1...count).map { i in
+            NodePlan(name: "node\(i)", index: i, domainName: "\(cluster)-node\(i)", sshPort: sshPorts[i - 1],
+                     vncPort: vncPorts[i - 1],
+                     mgmtMAC: MACAddress.make(role: 0x10, clusterSalt: UInt8(subnetIndex), index: i),
+                     clusterAddress: "10.77.\(subnetIndex).\(10 + i)/24",
+                     clusterMAC: MACAddress.make(role: 0x20, clusterSalt: UInt8(subnetIndex), index: i),
+                     directory: paths.nodeDirectory("node\(i)"), hostKey: nil)
+        }
+    }
+
+    public var subnet: String { "10.77.\(subnetIndex).0/24" }
+}

@@ -1,0 +1,158 @@
+import Blocking
+import Foundation
+import Libvirt
+
+extension ClusterManager {
+    /// `cluster start`: boots stopped nodes again and verifies them.
+    @discardableResult
+    public func start(options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
+        let s = try existing(options.name)
+        let lock = try ClusterLock.acquire(state: state, name: options.name, purpose: "cluster start")
+        defer { lock.release() }
+        guard s.phase != .creating else {
+            throw VMCtlError.usage("cluster \(s.name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(s.name)`")
+        }
+        return try await startLocked(s, options: options, events: events)
+    }
+
+    func startLocked(_ s: ClusterState, options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
+        let clock = ContinuousClock.now
+        let elapsed: @Sendable () -> Double = { (ContinuousClock.now - clock).secondsDouble }
+        let image = try image(of: s)
+        let writer = StateWriter(s, path: paths(s.name).stateFile)
+        try switchProcess(s.name).start()
+        let connection = try await target(of: s).open()
+        defer { connection.close() }
+        let active = try await activeDomains(connection, s)
+        let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) }
+        if stopped.isEmpty {
+            events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
+            try await writer.update { $0.phase = .running }
+            return await writer.state
+        }
+        let launcher = launcher(s, connection: connection, image: image)
+        do {
+            try await bootAll(stopped, launcher: launcher, writer: writer, prepare: false,
+                              deadline: .now + options.timeout, elapsed: elapsed, events: events)
+        } catch {
+            // Undo what this command started; the cluster stays as it was (stopped).
+            let names = stopped.map(\.domainName)
+            _ = try? await onOwnThread("libvirt.destroy") {
+                for n in names { if let d = try connection.domain(named: n) { try? d.destroy(); d.close() } }
+            }
+            for plan in stopped { try? await writer.setNode(plan, phase: .stopped) }
+            try? await writer.update { $0.phase = .stopped }
+            throw error
+        }
+        try await writer.update { $0.phase = .running }
+        let final = await writer.state
+        try writeOpenSSHFiles(final)
+        return final
+    }
+
+    /// Names of the cluster's domains that are running now.
+    func activeDomains(_ connection: Connection, _ s: ClusterState) async throws -> Set<String> {
+        let names = s.nodes.map(\.plan.domainName)
+        return try await onOwnThread("libvirt.list") {
+            var out = Set<String>()
+            for n in names {
+                if let d = try connection.domain(named: n) {
+                    if try d.isActive() { out.insert(n) }
+                    d.close()
+                }
+            }
+            return out
+        }
+    }
+
+    /// `cluster down`: shuts every node down (ACPI, then power off after a grace period),
+    /// keeps disks, stops the switch.
+    public func down(options: ClusterOptions, grace: Duration = .seconds(30), events: @escaping ClusterEventSink) async throws {
+        let s = try existing(options.name)
+        let lock = try ClusterLock.acquire(state: state, name: options.name, purpose: "cluster down")
+        defer { lock.release() }
+        let clock = ContinuousClock.now
+        let connection = try await target(of: s).open()
+        defer { connection.close() }
+        let writer = StateWriter(s, path: paths(s.name).stateFile)
+        await withTaskGroup(of: Void.self) { group in
+            for node in s.nodes {
+                group.addTask {
+                    let name = node.plan.domainName
+                    _ = try? await onOwnThread("libvirt.shutdown") {
+                        guard let d = try connection.domain(named: name) else { return }
+                        defer { d.close() }
+                        guard try d.isActive() else { return }
+                        try? d.shutdown()
+                        let deadline = ContinuousClock.now + grace
+                        while ContinuousClock.now < deadline, (try? d.isActive()) == true { usleep(200_000) }
+                        try d.destroy()
+                    }
+                    try? await writer.setNode(node.plan, phase: .stopped)
+                    events(.node(name: node.plan.name, phase: .stopped, elapsed: (ContinuousClock.now - clock).secondsDouble, detail: nil))
+                }
+            }
+        }
+        switchProcess(s.name).stop()
+        try await writer.update { $0.phase = .stopped }
+    }
+
+    /// `cluster clean`: removes the cluster whatever state it is in (even after `up` was
+    /// killed with SIGKILL): domains, disks, switch, keys, state, lock.
+    public func clean(name: String, connect: String? = nil) async throws {
+        try Self.validateName(name)
+        let p = paths(name)
+        let saved = registry.load(name)
+        guard saved != nil || FileManager.default.fileExists(atPath: p.directory) else {
+            throw VMCtlError.usage("no cluster '\(name)' to clean")
+        }
+        let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster clean")
+        let target: HypervisorTarget
+        if let saved { target = self.target(of: saved) } else {
+            target = try HypervisorTarget.resolve(connect: connect, defaultRoot: p.libvirtRoot)
+        }
+        await removeEverything(name: name, target: target)
+        lock.releaseAndRemove()
+    }
+
+    /// Destroys and undefines the cluster's domains, stops its switch and deletes its directory.
+    /// Never throws: it does what it can and falls back to the pid files if libvirt will not open.
+    func removeEverything(name: String, target: HypervisorTarget) async {
+        let prefix = "\(name)-node"
+        var removedViaLibvirt = false
+        if target.embeddedRoot == nil || FileManager.default.fileExists(atPath: target.embeddedRoot! + "/etc") {
+            if let connection = try? await target.open() {
+                _ = try? await onOwnThread("libvirt.clean") {
+                    for d in try connection.allDomains() {
+                        defer { d.close() }
+                        // In an embedded root every domain is this cluster's; on a shared libvirt only ours.
+                        guard target.embeddedRoot != nil || d.name.hasPrefix(prefix) else { continue }
+                        try? d.destroy()
+                        try? d.undefine()
+                    }
+                }
+                connection.close()
+                removedViaLibvirt = true
+            }
+        }
+        if !removedViaLibvirt, let root = target.embeddedRoot { Self.killQemu(under: root) }
+        switchProcess(name).stop()
+        try? FileManager.default.removeItem(atPath: paths(name).directory)
+        if let root = target.embeddedRoot { try? FileManager.default.removeItem(atPath: HypervisorTarget.shortRoot(root)) }
+    }
+
+    /// Last resort when libvirt cannot open the root: kill the QEMU processes whose pid files
+    /// libvirt left under it, checking each one's command line names the root first.
+    static func killQemu(under root: String) {
+        let fm = FileManager.default
+        guard let e = fm.enumerator(atPath: root) else { return }
+        for case let rel as String in e where rel.hasSuffix(".pid") {
+            guard let text = try? String(contentsOfFile: "\(root)/\(rel)", encoding: .utf8),
+                  let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                  let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                  cmd.hasPrefix("/usr/bin/qemu-system") || cmd.contains("qemu-system"),
+                  cmd.contains(root) || cmd.contains(HypervisorTarget.shortRoot(root)) else { continue }
+            kill(pid, SIGKILL)
+        }
+    }
+}

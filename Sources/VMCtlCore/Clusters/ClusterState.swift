@@ -1,0 +1,84 @@
+import Foundation
+import Libvirt
+
+/// Everything vmctl knows about a cluster, written atomically after every change so a
+/// later command (or a reconciler) can resume or remove it whatever happened before.
+public struct ClusterState: Codable, Sendable, Equatable {
+    public enum Phase: String, Codable, Sendable {
+        /// `up` is creating it (or was killed while doing so: `clean` removes it).
+        case creating
+        case running
+        case stopped
+        case failed
+    }
+
+    public var name: String
+    public var spec: ClusterSpec
+    public var phase: Phase
+    public var imageHash: String
+    public var user: String
+    public var connectURI: String
+    public var embeddedRoot: String?
+    public var accelerator: DomainSpec.Accelerator
+    /// The cluster segment, e.g. `10.77.3.0/24`.
+    public var subnet: String
+    public var created: Date
+    public var nodes: [NodeRecord]
+
+    /// One node: its plan plus what was last seen of it.
+    public struct NodeRecord: Codable, Sendable, Equatable {
+        public var plan: NodePlan
+        public var phase: NodePhase
+        public var bootedAt: Date?
+        public init(plan: NodePlan, phase: NodePhase, bootedAt: Date? = nil) {
+            self.plan = plan; self.phase = phase; self.bootedAt = bootedAt
+        }
+    }
+
+    public init(name: String, spec: ClusterSpec, phase: Phase, imageHash: String, user: String, connectURI: String,
+                embeddedRoot: String?, accelerator: DomainSpec.Accelerator, subnet: String, created: Date, nodes: [NodeRecord]) {
+        self.name = name; self.spec = spec; self.phase = phase; self.imageHash = imageHash; self.user = user
+        self.connectURI = connectURI; self.embeddedRoot = embeddedRoot; self.accelerator = accelerator
+        self.subnet = subnet; self.created = created; self.nodes = nodes
+    }
+}
+
+/// The files of one cluster under the state dir.
+public struct ClusterPaths: Sendable, Equatable {
+    public let directory: String
+    public init(state: StateDir, name: String) { directory = state.cluster(name) }
+
+    public var stateFile: String { "\(directory)/state.json" }
+    public var libvirtRoot: String { "\(directory)/libvirt" }
+    public var sshDir: String { "\(directory)/ssh" }
+    public var privateKey: String { "\(sshDir)/id_ed25519" }
+    public var knownHosts: String { "\(sshDir)/known_hosts" }
+    public var sshConfig: String { "\(sshDir)/ssh_config" }
+    public var switchSocket: String { "\(directory)/switch.sock" }
+    public var switchPidFile: String { "\(directory)/switch.pid" }
+    public func nodeDirectory(_ node: String) -> String { "\(directory)/nodes/\(node)" }
+}
+
+/// All clusters under a state dir.
+public struct ClusterRegistry: Sendable {
+    public let state: StateDir
+    public init(state: StateDir) { self.state = state }
+
+    /// Names of every cluster directory (including half-made ones).
+    public func names() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: state.clusters)) ?? [])
+            .filter { ClusterSpec.isValidName($0) }.sorted()
+    }
+
+    /// The saved state of `name`, or nil when it has none (or it is unreadable).
+    public func load(_ name: String) -> ClusterState? {
+        try? AtomicFile.readJSON(ClusterState.self, from: ClusterPaths(state: state, name: name).stateFile)
+    }
+
+    /// Image hash → clusters whose disks sit on it.
+    public func imageUsers() -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for n in names() { if let s = load(n) { out[s.imageHash, default: []].append(n) } }
+        return out
+    }
+}

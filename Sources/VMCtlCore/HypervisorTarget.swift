@@ -1,0 +1,99 @@
+import Crypto
+import Foundation
+import Libvirt
+
+/// Which libvirt a command talks to. Default: an embedded QEMU driver rooted in the
+/// cluster's own directory (no daemon; one process per root at a time, so each cluster
+/// gets its own root and two clusters can be worked on at once). `--connect` picks a
+/// local URI instead; remote URIs wait for the multi-host work.
+public struct HypervisorTarget: Sendable, Equatable, Codable {
+    public let uri: String
+    /// The embedded driver's root directory, when embedded.
+    public let embeddedRoot: String?
+
+    /// Embedded driver rooted at `root`.
+    public static func embedded(root: String) -> HypervisorTarget {
+        HypervisorTarget(uri: "qemu:///embed?root=\(shortRoot(root))", embeddedRoot: root)
+    }
+
+    /// The target for an explicit `--connect` URI, or the embedded default.
+    public static func resolve(connect: String?, defaultRoot: String) throws -> HypervisorTarget {
+        guard let uri = connect?.trimmingCharacters(in: .whitespaces), !uri.isEmpty else {
+            return .embedded(root: defaultRoot)
+        }
+        try validate(uri)
+        if uri.hasPrefix("qemu:///embed") {
+            guard let root = URLComponents(string: uri)?.queryItems?.first(where: { $0.name == "root" })?.value else {
+                throw VMCtlError.usage("--connect \(uri): an embedded URI needs ?root=DIR")
+            }
+            return .embedded(root: root)
+        }
+        return HypervisorTarget(uri: uri, embeddedRoot: nil)
+    }
+
+    /// Local URIs only, for now.
+    public static func validate(_ uri: String) throws {
+        guard let scheme = uri.split(separator: ":").first.map(String.init), uri.contains("://") else {
+            throw VMCtlError.usage("--connect '\(uri)' is not a libvirt URI (e.g. qemu:///system)")
+        }
+        let afterScheme = uri.dropFirst(scheme.count + 3)
+        let host = afterScheme.prefix { $0 != "/" && $0 != "?" }
+        if scheme.contains("+") || !host.isEmpty {
+            throw VMCtlError.usage("--connect \(uri): remote libvirt URIs are not supported yet (they come with "
+                + "multi-host site files); use a local URI such as qemu:///system, or omit --connect for the embedded driver")
+        }
+        guard ["qemu", "test"].contains(scheme) else {
+            throw VMCtlError.usage("--connect \(uri): vmctl drives QEMU; use a qemu:/// URI")
+        }
+    }
+
+    private init(uri: String, embeddedRoot: String?) {
+        self.uri = uri
+        self.embeddedRoot = embeddedRoot
+    }
+
+    /// UNIX socket paths are limited to 108 bytes and libvirt puts QEMU's monitor socket
+    /// deep under the root: a long root is reached through a short symlink instead.
+    static func shortRoot(_ root: String) -> String {
+        guard root.utf8.count > 48 else { return root }
+        let digest = SHA256.hash(data: Data(root.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let dir = "/tmp/vmctl-\(getuid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                 attributes: [.posixPermissions: 0o700])
+        let link = "\(dir)/\(digest)"
+        if (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) != root {
+            try? FileManager.default.removeItem(atPath: link)
+            try? FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: root)
+        }
+        return link
+    }
+
+    /// The embedded driver's qemu.conf. No virtlogd runs, so QEMU writes logs itself.
+    /// As root: QEMU runs as root without a security driver, because paths named only in
+    /// `qemu:commandline` (switch sockets) are never labelled for a confined QEMU (AppArmor),
+    /// and no cgroup or mount-namespace setup that needs systemd is attempted.
+    public static func embeddedQemuConf(asRoot: Bool) -> String {
+        var lines = ["# written by vmctl", "stdio_handler = \"file\""]
+        if asRoot {
+            lines += ["user = \"root\"", "group = \"root\"", "dynamic_ownership = 0", "remember_owner = 0",
+                      "security_driver = \"none\"", "namespaces = [ ]", "cgroup_controllers = [ ]"]
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Prepares the embedded root (qemu.conf) and opens the connection on its own thread.
+    public func open() async throws -> Connection {
+        if let root = embeddedRoot {
+            try AtomicFile.write(Self.embeddedQemuConf(asRoot: getuid() == 0), to: "\(root)/etc/qemu.conf")
+        }
+        do {
+            return try await Connection.open(uri)
+        } catch let e as LibvirtError {
+            if embeddedRoot != nil, e.message.contains("lock") || e.message.contains("in use") {
+                throw VMCtlError("libvirt root \(embeddedRoot!) is in use by another process: \(e.message)", exitCode: 2)
+            }
+            throw VMCtlError("cannot connect to \(uri): \(e.message)"
+                + (embeddedRoot == nil ? " (is libvirtd running? try `virtlogd -d; libvirtd -d`, or omit --connect)" : ""))
+        }
+    }
+}

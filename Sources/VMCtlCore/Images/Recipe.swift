@@ -1,0 +1,145 @@
+import Foundation
+
+/// An image recipe: `images/NAME.yaml`. A new image is a new file, not new code.
+public struct Recipe: Codable, Sendable, Equatable {
+    /// A file placed in the image: inline `content`, or `source` relative to the recipe's directory.
+    public struct File: Codable, Sendable, Equatable {
+        public var path: String
+        public var content: String?
+        public var source: String?
+        public var mode: String?
+        public init(path: String, content: String? = nil, source: String? = nil, mode: String? = nil) {
+            self.path = path; self.content = content; self.source = source; self.mode = mode
+        }
+    }
+
+    /// A check `cluster test` runs on every node: the command must exit 0 and, when
+    /// `expect` is set, print a line containing it.
+    public struct Check: Codable, Sendable, Equatable {
+        public var name: String
+        public var run: String
+        public var expect: String?
+        public init(name: String, run: String, expect: String? = nil) { self.name = name; self.run = run; self.expect = expect }
+    }
+
+    public var name: String
+    public var description: String?
+    /// Another recipe this one extends: lists are appended, scalars overridden.
+    public var base: String?
+    public var distribution: String?
+    public var suite: String?
+    public var components: [String]?
+    public var mirror: String?
+    /// mmdebstrap variant (`apt`, `minbase`, …).
+    public var variant: String?
+    /// The kernel package: `linux-image-cloud-amd64` for VMs, `linux-image-amd64` for hardware.
+    public var kernel: String?
+    public var packages: [String]?
+    /// dpkg `path-exclude` patterns (docs, man pages, locales) to keep the image lean.
+    public var excludePaths: [String]?
+    public var files: [File]?
+    /// Shell commands run in the image's root (chroot) after files are placed.
+    public var commands: [String]?
+    /// Kernel command line for direct kernel boot (root=/dev/vda is added by vmctl).
+    public var cmdline: String?
+    /// The account vmctl creates and logs in as.
+    public var user: String?
+    /// Size of the root filesystem in the base image (e.g. `2G`); node disks are grown on top.
+    public var rootSize: String?
+    public var checks: [Check]?
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, base, distribution, suite, components, mirror, variant, kernel, packages
+        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks
+    }
+
+    public init(name: String) { self.name = name }
+
+    /// This recipe laid over `base`: lists appended (base first), scalars from this recipe win.
+    public func layered(over base: Recipe) -> Recipe {
+        var r = base
+        r.name = name
+        r.description = description ?? base.description
+        r.base = nil
+        r.distribution = distribution ?? base.distribution
+        r.suite = suite ?? base.suite
+        r.components = components ?? base.components
+        r.mirror = mirror ?? base.mirror
+        r.variant = variant ?? base.variant
+        r.kernel = kernel ?? base.kernel
+        r.packages = (base.packages ?? []) + (packages ?? [])
+        r.excludePaths = (base.excludePaths ?? []) + (excludePaths ?? [])
+        r.files = (base.files ?? []) + (files ?? [])
+        r.commands = (base.commands ?? []) + (commands ?? [])
+        r.cmdline = cmdline ?? base.cmdline
+        r.user = user ?? base.user
+        r.rootSize = rootSize ?? base.rootSize
+        r.checks = (base.checks ?? []) + (checks ?? [])
+        return r
+    }
+
+    // Defaults, applied where a recipe is silent.
+    public var resolvedDistribution: String { distribution ?? "debian" }
+    public var resolvedSuite: String { suite ?? "bookworm" }
+    public var resolvedComponents: [String] { components ?? ["main"] }
+    public var resolvedVariant: String { variant ?? "apt" }
+    public var resolvedKernel: String { kernel ?? "linux-image-cloud-amd64" }
+    public var resolvedUser: String { user ?? "vmctl" }
+    public var resolvedRootSize: String { rootSize ?? "2G" }
+    public var resolvedCmdline: String { cmdline ?? "console=ttyS0" }
+
+    /// Checks the recipe makes sense before anything is built.
+    public func validate() throws {
+        guard Self.isValidName(name) else {
+            throw VMCtlError.usage("recipe name '\(name)' is not valid: use lower-case letters, digits and '-'")
+        }
+        guard ["debian", "ubuntu"].contains(resolvedDistribution) else {
+            throw VMCtlError.usage("recipe \(name): distribution '\(resolvedDistribution)' is not supported (debian, ubuntu)")
+        }
+        guard ByteSize.parse(resolvedRootSize) != nil else {
+            throw VMCtlError.usage("recipe \(name): root_size '\(resolvedRootSize)' is not a size like 2G or 1536M")
+        }
+        for f in files ?? [] {
+            guard f.path.hasPrefix("/") else { throw VMCtlError.usage("recipe \(name): file path '\(f.path)' must be absolute") }
+            guard (f.content == nil) != (f.source == nil) else {
+                throw VMCtlError.usage("recipe \(name): file \(f.path) needs exactly one of content or source")
+            }
+            if let m = f.mode, UInt16(m, radix: 8) == nil {
+                throw VMCtlError.usage("recipe \(name): file \(f.path) has mode '\(m)', not an octal mode like 0644")
+            }
+        }
+        let user = resolvedUser
+        guard user.range(of: "^[a-z_][a-z0-9_-]{0,31}$", options: .regularExpression) != nil else {
+            throw VMCtlError.usage("recipe \(name): user '\(user)' is not a valid Linux user name")
+        }
+    }
+
+    public static func isValidName(_ s: String) -> Bool {
+        s.range(of: "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", options: .regularExpression) != nil
+    }
+}
+
+/// Sizes like `2G`, `512M`, `20GiB`.
+public enum ByteSize {
+    /// Bytes for `s`, or nil when it is not a size.
+    public static func parse(_ s: String) -> UInt64? {
+        let t = s.trimmingCharacters(in: .whitespaces).uppercased()
+        let units: [(String, UInt64)] = [("TIB", 1 << 40), ("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10),
+                                         ("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10),
+                                         ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+        for (suffix, mult) in units where t.hasSuffix(suffix) {
+            guard let n = UInt64(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n > 0 else { return nil }
+            return n * mult
+        }
+        guard let n = UInt64(t), n > 0 else { return nil }
+        return n
+    }
+
+    /// `2.0 GiB`, `512 MiB`.
+    public static func format(_ bytes: UInt64) -> String {
+        let b = Double(bytes)
+        if bytes >= 1 << 30 { return String(format: "%.1f GiB", b / 1_073_741_824) }
+        if bytes >= 1 << 20 { return String(format: "%.0f MiB", b / 1_048_576) }
+        return "\(bytes) B"
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// What vmctl adds to every image and the seal that keeps clones from colliding.
+public enum Seal {
+    /// Printed on the first serial port once sshd accepts logins with the injected keys:
+    /// vmctl watches the serial log for it instead of polling.
+    public static let readyMarker = "vmctl-ready"
+
+    /// A oneshot unit ordered after cloud-init (users, keys), sshd and logins being allowed.
+    public static let readinessUnit = """
+        [Unit]
+        Description=Tell vmctl on the serial console that SSH logins work
+        After=cloud-init.service ssh.service systemd-user-sessions.service systemd-networkd.service
+        Wants=ssh.service
+
+        [Service]
+        Type=oneshot
+        RemainAfterExit=yes
+        ExecStart=/usr/local/sbin/vmctl-ready
+
+        [Install]
+        WantedBy=multi-user.target
+
+        """
+
+    /// Waits (bounded) for a routable NIC, so the forwarded SSH port reaches sshd, then announces.
+    public static let readinessScript = """
+        #!/bin/sh
+        # Written by vmctl: announce on the first serial port that SSH logins work.
+        /lib/systemd/systemd-networkd-wait-online --any --operational-state=routable --timeout=30 || true
+        echo "\(readyMarker) $(hostname) $(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0
+
+        """
+
+    static func installReadinessUnit(in root: String) throws {
+        let fm = FileManager.default
+        let dir = "\(root)/etc/systemd/system"
+        try fm.createDirectory(atPath: "\(dir)/multi-user.target.wants", withIntermediateDirectories: true)
+        try readinessUnit.write(toFile: "\(dir)/vmctl-ready.service", atomically: true, encoding: .utf8)
+        try fm.createDirectory(atPath: "\(root)/usr/local/sbin", withIntermediateDirectories: true)
+        try readinessScript.write(toFile: "\(root)/usr/local/sbin/vmctl-ready", atomically: true, encoding: .utf8)
+        chmod("\(root)/usr/local/sbin/vmctl-ready", 0o755)
+        let link = "\(dir)/multi-user.target.wants/vmctl-ready.service"
+        try? fm.removeItem(atPath: link)
+        try fm.createSymbolicLink(atPath: link, withDestinationPath: "/etc/systemd/system/vmctl-ready.service")
+    }
+
+    /// Empties machine-id, drops host keys and cloud-init's state, so every clone is new.
+    static func apply(to root: String) throws {
+        let fm = FileManager.default
+        try "".write(toFile: "\(root)/etc/machine-id", atomically: false, encoding: .utf8)
+        try? fm.removeItem(atPath: "\(root)/var/lib/dbus/machine-id")
+        // mmdebstrap leaves the build host's resolver config behind.
+        try? fm.removeItem(atPath: "\(root)/etc/resolv.conf")
+        for f in (try? fm.contentsOfDirectory(atPath: "\(root)/etc/ssh")) ?? [] where f.hasPrefix("ssh_host_") {
+            try fm.removeItem(atPath: "\(root)/etc/ssh/\(f)")
+        }
+        for d in ["/var/lib/cloud", "/var/cache/apt/archives"] {
+            for f in (try? fm.contentsOfDirectory(atPath: root + d)) ?? [] where f != "partial" && f != "lock" {
+                try? fm.removeItem(atPath: "\(root)\(d)/\(f)")
+            }
+        }
+        for f in (try? fm.contentsOfDirectory(atPath: "\(root)/var/log")) ?? [] where f.hasPrefix("cloud-init") {
+            try? fm.removeItem(atPath: "\(root)/var/log/\(f)")
+        }
+    }
+}

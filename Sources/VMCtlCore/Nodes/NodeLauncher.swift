@@ -1,0 +1,175 @@
+import Blocking
+import CloudInit
+import Foundation
+import Libvirt
+import SSH
+
+/// What a node is doing now, for progress output and state.
+public enum NodePhase: String, Codable, Sendable, CaseIterable {
+    case planned, defining, booting, cloudInit = "cloud-init", verified = "ssh verified", stopped, failed
+}
+
+/// Creates, boots and verifies one guest: overlay disk, seed ISO, domain, readiness.
+public struct NodeLauncher: Sendable {
+    public let connection: Connection
+    public let image: Image
+    public let accelerator: DomainSpec.Accelerator
+    public let clusterKey: KeyPair
+    public let labels: [String: String]
+    public let cpus: Int
+    public let memoryMiB: Int
+    public let diskBytes: UInt64
+    /// The cluster segment's socket (QEMU `stream` netdev), if any.
+    public let clusterSocket: String?
+    public let guestInternet: Bool
+    /// Every node's cluster address and names, for /etc/hosts.
+    public let hosts: [(address: String, names: [String])]
+
+    public init(connection: Connection, image: Image, accelerator: DomainSpec.Accelerator, clusterKey: KeyPair,
+                labels: [String: String], cpus: Int, memoryMiB: Int, diskBytes: UInt64, clusterSocket: String?,
+                guestInternet: Bool, hosts: [(address: String, names: [String])]) {
+        self.connection = connection; self.image = image; self.accelerator = accelerator; self.clusterKey = clusterKey
+        self.labels = labels; self.cpus = cpus; self.memoryMiB = memoryMiB; self.diskBytes = diskBytes
+        self.clusterSocket = clusterSocket; self.guestInternet = guestInternet; self.hosts = hosts
+    }
+
+    /// The management NIC's fixed slirp address: static, so no DHCP wait.
+    static let mgmtAddress = "10.0.2.15/24"
+    static let mgmtGateway = "10.0.2.2"
+
+    /// Makes the node's disk, host key and seed, and defines its domain. Returns the plan
+    /// with the host key pinned.
+    public func prepare(_ plan: NodePlan) async throws -> NodePlan {
+        var plan = plan
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: plan.directory, withIntermediateDirectories: true)
+        try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image.rootDisk,
+                                       plan.disk, String(diskBytes)]).checkedAsync()
+        try? fm.removeItem(atPath: plan.hostKeyPath)
+        try? fm.removeItem(atPath: plan.hostKeyPath + ".pub")
+        let hostKey = try await onOwnThread("keygen") { [plan] in
+            try KeyPair.generate(at: plan.hostKeyPath, comment: "\(plan.name) host key")
+        }
+        plan.hostKey = try hostKey.pin()
+        try SeedISO.write(try SeedISO.files(for: seedConfig(plan, hostKey: hostKey)), to: plan.seed)
+        let spec = domainSpec(plan)
+        let conn = connection
+        _ = try await onOwnThread("libvirt.define") { try conn.define(xml: spec.xml()).close() }
+        return plan
+    }
+
+    func seedConfig(_ plan: NodePlan, hostKey: KeyPair) throws -> SeedConfig {
+        var interfaces = [SeedConfig.Interface(id: "mgmt", mac: plan.mgmtMAC, addresses: [Self.mgmtAddress],
+                                               gateway: Self.mgmtGateway, nameservers: guestInternet ? ["10.0.2.3"] : [])]
+        if let addr = plan.clusterAddress, let mac = plan.clusterMAC {
+            interfaces.append(SeedConfig.Interface(id: "cluster", mac: mac, addresses: [addr]))
+        }
+        return SeedConfig(
+            instanceID: "\(plan.domainName)-\(UUID().uuidString.prefix(8).lowercased())",
+            hostname: plan.name,
+            user: .init(name: image.user, authorizedKeys: [try clusterKey.publicKeyLine()]),
+            hostKey: .init(privateKey: try hostKey.privateKey(), publicKey: try hostKey.publicKeyLine()),
+            interfaces: interfaces,
+            hosts: hosts)
+    }
+
+    /// The domain for a plan: direct kernel boot of the image, overlay disk, seed, two NICs.
+    public func domainSpec(_ plan: NodePlan) -> DomainSpec {
+        var nics = [DomainSpec.NIC(mode: .user(.init(forwards: [.init(host: plan.sshPort, guest: 22)],
+                                                      restrict: !guestInternet)), mac: plan.mgmtMAC)]
+        if let sock = clusterSocket, let mac = plan.clusterMAC {
+            nics.append(DomainSpec.NIC(mode: .stream(socket: sock), mac: mac))
+        }
+        var l = labels
+        l["node"] = plan.name
+        return DomainSpec(
+            name: plan.domainName, accelerator: accelerator, memoryMiB: memoryMiB, vcpus: cpus,
+            cpuModel: accelerator == .tcg ? "qemu64" : nil,
+            boot: .init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)"),
+            disks: [.init(path: plan.disk, format: .qcow2, target: "vda"),
+                    .init(path: plan.seed, format: .raw, target: "vdb", readOnly: true)],
+            nics: nics, serialLog: plan.serialLog, vncPort: plan.vncPort, labels: l)
+    }
+
+    /// Starts the node's domain; returns the serial-log offset its boot output starts at.
+    public func boot(_ plan: NodePlan) async throws -> UInt64 {
+        let offset = SerialLogWatcher.size(plan.serialLog)
+        let conn = connection
+        try await onOwnThread("libvirt.start") {
+            guard let d = try conn.domain(named: plan.domainName) else {
+                throw VMCtlError("domain \(plan.domainName) vanished before it could start")
+            }
+            defer { d.close() }
+            if try !d.isActive() { try d.start() }
+        }
+        return offset
+    }
+
+    /// Waits for the guest's readiness line on its serial console, then proves an
+    /// authenticated SSH session with the pinned host key. Returns the marker line.
+    public func waitReady(_ plan: NodePlan, from offset: UInt64, deadline: ContinuousClock.Instant,
+                          onCloudInit: @Sendable () -> Void = {}) async throws -> String {
+        let conn = connection
+        let name = plan.domainName
+        let outcome = try await onOwnThreadCancellable("ready.\(plan.name)") { flag in
+            SerialLogWatcher.wait(path: plan.serialLog, from: offset, marker: Seal.readyMarker, deadline: deadline,
+                                  cancel: flag, stopIf: {
+                guard let d = try? conn.domain(named: name) else { return "domain is gone" }
+                defer { d.close() }
+                return (try? d.isActive()) == false ? "the guest stopped" : nil
+            })
+        }
+        switch outcome {
+        case .found(let line):
+            onCloudInit()
+            try await verifySSH(plan, deadline: deadline)
+            return line
+        case .timedOut:
+            throw NodeFailure(node: plan.name, reason: "no readiness line on its serial console in time",
+                              serialTail: SerialLogWatcher.tail(plan.serialLog))
+        case .stopped(let why):
+            throw NodeFailure(node: plan.name, reason: why, serialTail: SerialLogWatcher.tail(plan.serialLog))
+        case .cancelled:
+            throw CancellationError()
+        }
+    }
+
+    /// One authenticated command over libssh2 with the pinned key. sshd has announced
+    /// itself already, so only a short, bounded retry covers the forwarder's first accept.
+    public func verifySSH(_ plan: NodePlan, deadline: ContinuousClock.Instant) async throws {
+        let target = try sshTarget(plan)
+        var lastError: Error?
+        for attempt in 0..<20 {
+            if ContinuousClock.now > deadline { break }
+            do {
+                let r = try await SSHSession.run(target, "true", timeout: .seconds(15))
+                if r.status == 0 { return }
+                lastError = VMCtlError("`true` exited \(r.status): \(r.stderr)")
+            } catch let e as SSHError where e.kind == .hostKeyMismatch || e.kind == .auth {
+                throw NodeFailure(node: plan.name, reason: e.description, serialTail: "")
+            } catch {
+                lastError = error
+            }
+            try await Task.sleep(for: .milliseconds(200 * (attempt + 1)))
+        }
+        throw NodeFailure(node: plan.name, reason: "SSH did not answer: \(lastError.map { "\($0)" } ?? "timed out")",
+                          serialTail: SerialLogWatcher.tail(plan.serialLog))
+    }
+
+    /// How vmctl reaches the node: 127.0.0.1, the forwarded port, the pinned host key.
+    public func sshTarget(_ plan: NodePlan) throws -> SSHTarget {
+        guard let pin = plan.hostKey else { throw VMCtlError("node \(plan.name) has no pinned host key") }
+        return SSHTarget(host: "127.0.0.1", port: plan.sshPort, user: image.user, key: clusterKey, hostKey: pin)
+    }
+}
+
+/// A node that did not come up: which, why, and the end of its serial log.
+public struct NodeFailure: Error, CustomStringConvertible, Sendable {
+    public let node: String
+    public let reason: String
+    public let serialTail: String
+    public var description: String {
+        "\(node): \(reason)" + (serialTail.isEmpty ? "" : "\n  last serial output:\n    "
+            + serialTail.split(separator: "\n").joined(separator: "\n    "))
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// Where vmctl keeps everything: images, clusters, embedded libvirt roots, caches.
+///
+/// `/var/lib/vmctl` as root, `$XDG_DATA_HOME/vmctl` (or `~/.local/share/vmctl`) otherwise;
+/// `VMCTL_HOME` overrides both.
+public struct StateDir: Sendable, Equatable {
+    public let root: String
+
+    public init(root: String) { self.root = root }
+
+    /// The state dir for this process's environment and user.
+    public static func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) -> StateDir {
+        if let home = environment["VMCTL_HOME"], !home.isEmpty { return StateDir(root: absolute(home)) }
+        if getuid() == 0 { return StateDir(root: "/var/lib/vmctl") }
+        if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty { return StateDir(root: "\(xdg)/vmctl") }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        return StateDir(root: "\(home)/.local/share/vmctl")
+    }
+
+    private static func absolute(_ p: String) -> String {
+        p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    }
+
+    public var images: String { "\(root)/images" }
+    public var imageStore: String { "\(root)/images/store" }
+    public var imageStages: String { "\(root)/images/stages" }
+    public var imageTags: String { "\(root)/images/tags" }
+    public var clusters: String { "\(root)/clusters" }
+    public var cache: String { "\(root)/cache" }
+    public func cluster(_ name: String) -> String { "\(clusters)/\(name)" }
+
+    /// Creates `root` if needed and proves it is writable, or says what to do.
+    public func ensureWritable() throws {
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let probe = "\(root)/.write-test-\(getpid())"
+            guard fm.createFile(atPath: probe, contents: Data()) else { throw CocoaError(.fileWriteNoPermission) }
+            try fm.removeItem(atPath: probe)
+        } catch {
+            throw VMCtlError("state dir \(root) is not writable: set VMCTL_HOME to a directory you own, or fix its permissions")
+        }
+    }
+}
+
+/// Writes files so that readers see either the old or the new content, never half of it.
+public enum AtomicFile {
+    /// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`.
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode)
+        guard fd >= 0 else { throw VMCtlError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        var ok = true
+        data.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let n = Foundation.write(fd, buf.baseAddress!.advanced(by: off), buf.count - off)
+                if n <= 0 { ok = false; break }
+                off += n
+            }
+        }
+        fchmod(fd, mode)
+        if fsync(fd) != 0 { ok = false }
+        close(fd)
+        guard ok, rename(tmp, path) == 0 else {
+            let msg = String(cString: strerror(errno))
+            unlink(tmp)
+            throw VMCtlError("cannot write \(path): \(msg)")
+        }
+    }
+
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        try write(Data(text.utf8), to: path, mode: mode)
+    }
+
+    /// Encodes `value` as pretty, key-sorted JSON and writes it atomically.
+    public static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.dateEncodingStrategy = .iso8601
+        try write(enc.encode(value), to: path)
+    }
+
+    /// Reads JSON written by `writeJSON`.
+    public static func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        return try dec.decode(type, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+}
