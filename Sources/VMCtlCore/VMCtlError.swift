@@ -13,3 +13,10 @@ public struct VMCtlError: Error, CustomStringConvertible, Sendable {
     /// Bad input, something not found, or the wrong state for the verb: exit 2.
     public static func usage(_ message: String) -> VMCtlError { VMCtlError(message, exitCode: 2) }
 }
+
+import Blocking
+
+/// The path of a tool, or an error naming the package that provides it.
+public func locateTool(_ name: String) throws -> String {
+    do { return try Command.require(name) } catch { throw VMCtlError("\(error)") }
+}

@@ -16,5 +16,6 @@ struct ClusterCommand: AsyncParsableCommand {
               vmctl cluster start                     boot stopped nodes again
               vmctl cluster clean                     remove everything, whatever state it is in
             """,
-        subcommands: [ClusterUp.self, ClusterDown.self, ClusterStart.self, ClusterClean.self])
+        subcommands: [ClusterUp.self, ClusterList.self, ClusterStatus.self, ClusterInfo.self, ClusterSSH.self,
+                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterDown.self, ClusterStart.self, ClusterClean.self])
 }

@@ -1,6 +1,7 @@
 import Blocking
 import Foundation
 import Libvirt
+import SSH
 
 extension ClusterManager {
     /// `cluster start`: boots stopped nodes again and verifies them.
@@ -65,9 +66,14 @@ extension ClusterManager {
         }
     }
 
-    /// `cluster down`: shuts every node down (ACPI, then power off after a grace period),
-    /// keeps disks, stops the switch.
-    public func down(options: ClusterOptions, grace: Duration = .seconds(30), events: @escaping ClusterEventSink) async throws {
+    /// `cluster down`: shuts every node down cleanly and keeps disks, then stops the switch.
+    ///
+    /// A clean guest shutdown matters: pulling the plug loses files the guest wrote but had
+    /// not flushed yet (cloud-init's network config, the host key), and the next boot fails.
+    /// Lean images have no logind to act on an ACPI power button, so the shutdown is asked
+    /// for over SSH (`systemctl poweroff` talks to PID 1 directly); ACPI and, last, a hard
+    /// power-off follow only if the guest is still running after `grace`.
+    public func down(options: ClusterOptions, grace: Duration = .seconds(60), events: @escaping ClusterEventSink) async throws {
         let s = try existing(options.name)
         let lock = try ClusterLock.acquire(state: state, name: options.name, purpose: "cluster down")
         defer { lock.release() }
@@ -75,17 +81,28 @@ extension ClusterManager {
         let connection = try await target(of: s).open()
         defer { connection.close() }
         let writer = StateWriter(s, path: paths(s.name).stateFile)
+        let active = try await activeDomains(connection, s)
         await withTaskGroup(of: Void.self) { group in
-            for node in s.nodes {
+            for node in s.nodes where active.contains(node.plan.domainName) {
                 group.addTask {
+                    if let t = try? self.sshTarget(s, node: node.plan) {
+                        _ = try? await SSHSession.run(t, "sudo systemctl poweroff --no-block", timeout: .seconds(10))
+                    }
                     let name = node.plan.domainName
                     _ = try? await onOwnThread("libvirt.shutdown") {
                         guard let d = try connection.domain(named: name) else { return }
                         defer { d.close() }
-                        guard try d.isActive() else { return }
+                        func waitOff(_ limit: Duration) -> Bool {
+                            let deadline = ContinuousClock.now + limit
+                            while ContinuousClock.now < deadline {
+                                if (try? d.isActive()) != true { return true }
+                                usleep(100_000)
+                            }
+                            return false
+                        }
+                        if waitOff(grace) { return }
                         try? d.shutdown()
-                        let deadline = ContinuousClock.now + grace
-                        while ContinuousClock.now < deadline, (try? d.isActive()) == true { usleep(200_000) }
+                        if waitOff(.seconds(10)) { return }
                         try d.destroy()
                     }
                     try? await writer.setNode(node.plan, phase: .stopped)
@@ -93,6 +110,7 @@ extension ClusterManager {
                 }
             }
         }
+        for node in s.nodes where !active.contains(node.plan.domainName) { try? await writer.setNode(node.plan, phase: .stopped) }
         switchProcess(s.name).stop()
         try await writer.update { $0.phase = .stopped }
     }

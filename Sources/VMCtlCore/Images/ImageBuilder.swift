@@ -12,6 +12,8 @@ import Foundation
 public struct ImageBuilder: Sendable {
     /// Bumped when the builder's own behaviour changes, so old cached stages are not reused.
     static let builderVersion = "3"
+    /// Bumped when the customize or disk stages change (the rootfs cache stays valid).
+    static let customizeVersion = "2"
 
     public let state: StateDir
     public let recipes: RecipeStore
@@ -37,13 +39,13 @@ public struct ImageBuilder: Sendable {
         let rootfs = h(["rootfs", builderVersion, recipe.resolvedDistribution, recipe.resolvedSuite,
                         recipe.resolvedComponents.joined(separator: ","), mirror, recipe.resolvedVariant,
                         recipe.resolvedKernel] + (recipe.packages ?? []).sorted() + ["--"] + (recipe.excludePaths ?? []))
-        var custom = ["customize", builderVersion, rootfs, recipe.resolvedUser]
+        var custom = ["customize", customizeVersion, rootfs, recipe.resolvedUser]
         for f in recipe.files ?? [] { custom += [f.path, f.mode ?? "0644", f.content ?? ""] }
         custom.append("--")
         custom += recipe.commands ?? []
         custom += ["--", Seal.readinessUnit, Seal.readinessScript]
         let customize = h(custom)
-        let disk = h(["disk", builderVersion, customize, recipe.resolvedRootSize])
+        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize])
         return StageKeys(rootfs: rootfs, customize: customize, disk: disk)
     }
 

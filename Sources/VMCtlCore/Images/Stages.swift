@@ -39,7 +39,8 @@ struct CustomizeStage {
         try? fm.removeItem(atPath: tmp)
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         do {
-            try await Command("tar", ["--numeric-owner", "-xpf", tarball, "-C", tmp]).checkedAsync()
+            // xattrs carry file capabilities (ping's cap_net_raw); without them they are lost.
+            try await Command("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", tarball, "-C", tmp]).checkedAsync()
             for f in recipe.files ?? [] { try Self.place(f, in: tmp) }
             try Seal.installReadinessUnit(in: tmp)
             let commands = recipe.commands ?? []

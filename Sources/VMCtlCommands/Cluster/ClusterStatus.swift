@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import VMCtlCore
+
+struct ClusterStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Per-node state and ports.")
+    @OptionGroup var cluster: ClusterNameOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let (s, rows) = try await ClusterManager.current.status(cluster.name)
+        if global.json { try printJSON(rows); return }
+        say("cluster \(s.name): \(s.phase.rawValue), \(s.nodes.count) × \(s.spec.image), accel \(s.accelerator.rawValue)")
+        say(renderTable(["NODE", "STATE", "SSH", "VNC"], rows.map {
+            [$0.node, $0.state, "127.0.0.1:\($0.sshPort)", "127.0.0.1:\($0.vncPort)"]
+        }))
+    }
+}
+
+struct ClusterInfo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info",
+        abstract: "Per node: state, IPs, SSH and VNC ports, disk, image, uptime.")
+    @OptionGroup var cluster: ClusterNameOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let m = ClusterManager.current
+        let (s, rows) = try await m.status(cluster.name)
+        if global.json {
+            struct Info: Encodable { var cluster: ClusterState; var nodes: [NodeStatus]; var sshConfig: String }
+            try printJSON(Info(cluster: s, nodes: rows, sshConfig: ClusterPaths(state: m.state, name: s.name).sshConfig))
+            return
+        }
+        say("cluster \(s.name): \(s.phase.rawValue); image \(s.spec.image) (\(s.imageHash.prefix(12))); "
+            + "\(s.spec.cpus) vCPUs, \(s.spec.memoryMiB) MiB, \(s.spec.diskGiB) GiB disk per node; accel \(s.accelerator.rawValue)")
+        say("libvirt: \(s.connectURI)")
+        say("cluster network: \(s.subnet) (private switch); OpenSSH: ssh -F \(ClusterPaths(state: m.state, name: s.name).sshConfig) node1")
+        say(renderTable(["NODE", "STATE", "MGMT IP", "CLUSTER IP", "SSH", "VNC", "DISK", "UPTIME"], rows.map {
+            [$0.node, $0.state, $0.managementIP, $0.clusterIP ?? "-", "127.0.0.1:\($0.sshPort)", "127.0.0.1:\($0.vncPort)",
+             ByteSize.format($0.diskBytes), $0.uptimeSeconds.map { "\($0)s" } ?? "-"]
+        }))
+    }
+}
+
+struct ClusterList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "Every cluster under the state dir.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let reg = ClusterRegistry(state: StateDir.resolve())
+        struct Row: Encodable { var name: String; var phase: String; var nodes: Int; var image: String }
+        let rows = reg.names().map { n -> Row in
+            guard let s = reg.load(n) else { return Row(name: n, phase: "half-made (run clean)", nodes: 0, image: "-") }
+            return Row(name: n, phase: s.phase.rawValue, nodes: s.nodes.count, image: s.spec.image)
+        }
+        if global.json { try printJSON(rows); return }
+        if rows.isEmpty { say("no clusters: `vmctl cluster up 3` makes one"); return }
+        say(renderTable(["NAME", "PHASE", "NODES", "IMAGE"], rows.map { [$0.name, $0.phase, "\($0.nodes)", $0.image] }))
+    }
+}
