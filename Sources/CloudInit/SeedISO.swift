@@ -31,12 +31,14 @@ public enum SeedISO {
         }
     }
 
-    /// Reads the files back out of a seed ISO (for tests and `doctor`), with xorriso.
+    /// Reads the files back out of a seed ISO (for tests and diagnostics), with xorriso.
     public static func read(_ path: String) throws -> [String: String] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("seed-read-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Command("xorriso", ["-osirrox", "on", "-indev", path, "-extract", "/", dir]).checked()
         var out: [String: String] = [:]
-        for name in ["meta-data", "user-data", "network-config"] {
-            let r = try Command("xorriso", ["-dev", path, "-osirrox", "on", "-extract", "/\(name)", "/dev/stdout"]).run()
-            if r.status == 0 { out[name] = r.stdout }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            out[name] = try String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)
         }
         return out
     }

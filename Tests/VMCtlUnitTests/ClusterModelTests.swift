@@ -1,0 +1,99 @@
+import Foundation
+import Libvirt
+import Testing
+@testable import VMCtlCore
+
+@Suite("Cluster spec, allocation, state, events")
+struct ClusterModelTests {
+    @Test("limits are checked before anything is created")
+    func specValidation() throws {
+        try ClusterSpec(nodes: 3).validate(freeMemoryMiB: 24_000)
+        #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 0).validate(freeMemoryMiB: nil) }
+        #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 65).validate(freeMemoryMiB: nil) }
+        #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 1, cpus: 0).validate(freeMemoryMiB: nil) }
+        #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 1, memoryMiB: 100).validate(freeMemoryMiB: nil) }
+        #expect {
+            try ClusterSpec(nodes: 10, memoryMiB: 4096).validate(freeMemoryMiB: 20_000)
+        } throws: { e in (e as? VMCtlError)?.exitCode == 2 && "\(e)".contains("40960 MiB") }
+    }
+
+    @Test("cluster names must be DNS labels; nodes are node1…nodeN, also as 1 or node1")
+    func naming() throws {
+        #expect(ClusterSpec.isValidName("default"))
+        #expect(ClusterSpec.isValidName("ci-2"))
+        #expect(!ClusterSpec.isValidName("Bad"))
+        #expect(!ClusterSpec.isValidName("-x"))
+        #expect(!ClusterSpec.isValidName("a_b"))
+        #expect(!ClusterSpec.isValidName(String(repeating: "a", count: 40)))
+        #expect(try ClusterSpec.nodeIndex("node3", count: 3) == 3)
+        #expect(try ClusterSpec.nodeIndex("2", count: 3) == 2)
+        #expect(throws: VMCtlError.self) { try ClusterSpec.nodeIndex("node4", count: 3) }
+        #expect(throws: VMCtlError.self) { try ClusterSpec.nodeIndex("x", count: 3) }
+        #expect(throws: VMCtlError.self) { try ClusterManager.validateName("No!") }
+    }
+
+    static func state(_ name: String, ssh: [Int], vnc: [Int], subnet: Int) -> ClusterState {
+        let alloc = Allocation(sshPorts: ssh, vncPorts: vnc, subnetIndex: subnet)
+        let plans = alloc.plans(cluster: name, count: ssh.count, paths: ClusterPaths(state: StateDir(root: "/s"), name: name))
+        return ClusterState(name: name, spec: ClusterSpec(nodes: ssh.count), phase: .running, imageHash: "h", user: "vmctl",
+                            connectURI: "qemu:///embed?root=/s", embeddedRoot: "/s", accelerator: .tcg,
+                            subnet: alloc.subnet, created: Date(timeIntervalSince1970: 1_700_000_000),
+                            nodes: plans.map { .init(plan: $0, phase: .verified) })
+    }
+
+    @Test("ports from 2223 and 5900 skip other clusters' and busy ports; subnets are unique")
+    func allocation() throws {
+        let other = Self.state("a", ssh: [2223, 2224], vnc: [5900, 5901], subnet: 1)
+        let a = try Allocation.choose(count: 3, taken: [other], isFree: { $0 != 2226 })
+        #expect(a.sshPorts == [2225, 2227, 2228])
+        #expect(a.vncPorts == [5902, 5903, 5904])
+        #expect(a.subnetIndex == 2)
+        let plans = a.plans(cluster: "b", count: 3, paths: ClusterPaths(state: StateDir(root: "/s"), name: "b"))
+        #expect(plans.map(\.name) == ["node1", "node2", "node3"])
+        #expect(plans.map(\.domainName) == ["b-node1", "b-node2", "b-node3"])
+        #expect(plans[2].clusterAddress == "10.77.2.13/24")
+        #expect(plans[0].mgmtMAC == "52:54:00:10:02:01")
+        #expect(Set(plans.map(\.mgmtMAC) + plans.compactMap(\.clusterMAC)).count == 6)
+        #expect(throws: VMCtlError.self) { try Allocation.choose(count: 1, taken: [], isFree: { _ in false }) }
+    }
+
+    @Test("state survives a JSON round trip, written atomically with no temp file left")
+    func stateRoundTrip() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("state-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var s = Self.state("rt", ssh: [2300], vnc: [5950], subnet: 9)
+        s.nodes[0].plan.hostKey = .init(type: "ssh-ed25519", base64: "AAAA")
+        try AtomicFile.writeJSON(s, to: "\(dir)/state.json")
+        #expect(try AtomicFile.readJSON(ClusterState.self, from: "\(dir)/state.json") == s)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["state.json"])
+    }
+
+    @Test("events render as JSON lines and plain lines")
+    func events() throws {
+        let e = ClusterEvent.node(name: "node2", phase: .cloudInit, elapsed: 12.34, detail: "x")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(e.jsonLine.utf8)) as? [String: Any])
+        #expect(obj["node"] as? String == "node2")
+        #expect(obj["phase"] as? String == "cloud-init")
+        #expect(obj["elapsed"] as? Double == 12.3)
+        #expect(!e.jsonLine.contains("\n"))
+        #expect(e.plainLine == "[  12.3s] node2: cloud-init (x)")
+        #expect(ClusterEvent.note("hi", elapsed: 1).plainLine == "[   1.0s] hi")
+    }
+
+    @Test("the lock is exclusive per cluster and names its holder")
+    func lock() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lock-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = StateDir(root: dir)
+        let held = try ClusterLock.acquire(state: state, name: "one", purpose: "cluster up")
+        #expect(ClusterLock.isHeld(state: state, name: "one") == true)
+        #expect {
+            try ClusterLock.acquire(state: state, name: "one", purpose: "cluster up")
+        } throws: { e in (e as? VMCtlError)?.exitCode == 2 && "\(e)".contains("pid \(getpid())") }
+        // Another cluster is independent.
+        let other = try ClusterLock.acquire(state: state, name: "two", purpose: "cluster up")
+        other.release()
+        held.release()
+        #expect(ClusterLock.isHeld(state: state, name: "one") == false)
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+@testable import VMCtlCore
+
+@Suite("Hypervisor target, state dir, serial watcher")
+struct HostTests {
+    @Test("embedded by default; local URIs accepted; remote URIs refused with a clear message")
+    func uris() throws {
+        let t = try HypervisorTarget.resolve(connect: nil, defaultRoot: "/var/lib/vmctl/clusters/a/libvirt")
+        #expect(t.uri == "qemu:///embed?root=/var/lib/vmctl/clusters/a/libvirt")
+        #expect(t.embeddedRoot == "/var/lib/vmctl/clusters/a/libvirt")
+        #expect(try HypervisorTarget.resolve(connect: "qemu:///system", defaultRoot: "/x").embeddedRoot == nil)
+        for remote in ["qemu+ssh://host/system", "qemu://host/system", "qemu+tcp://10.0.0.1/system"] {
+            #expect {
+                try HypervisorTarget.resolve(connect: remote, defaultRoot: "/x")
+            } throws: { e in (e as? VMCtlError)?.exitCode == 2 && "\(e)".contains("remote libvirt URIs are not supported yet") }
+        }
+        #expect(throws: VMCtlError.self) { try HypervisorTarget.resolve(connect: "nonsense", defaultRoot: "/x") }
+        #expect(throws: VMCtlError.self) { try HypervisorTarget.resolve(connect: "xen:///system", defaultRoot: "/x") }
+    }
+
+    @Test("a long embedded root is reached through a short symlink (108-byte socket limit)")
+    func shortRoot() throws {
+        let deep = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "a-rather-deep-state-directory-\(UUID())/clusters/default/libvirt").path
+        try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: deep) }
+        let short = HypervisorTarget.shortRoot(deep)
+        #expect(short.utf8.count < 40)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: short) == deep)
+        #expect(HypervisorTarget.shortRoot("/var/lib/vmctl/x") == "/var/lib/vmctl/x")
+        try FileManager.default.removeItem(atPath: short)
+    }
+
+    @Test("the embedded qemu.conf logs to files and, as root, needs no confinement or systemd")
+    func qemuConf() {
+        let root = HypervisorTarget.embeddedQemuConf(asRoot: true)
+        #expect(root.contains("stdio_handler = \"file\""))
+        #expect(root.contains("security_driver = \"none\""))
+        #expect(root.contains("cgroup_controllers = [ ]"))
+        #expect(!HypervisorTarget.embeddedQemuConf(asRoot: false).contains("security_driver"))
+    }
+
+    @Test("a state dir that cannot be written gives one clear error naming the fix")
+    func unwritableStateDir() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("plain-file-\(UUID())").path
+        FileManager.default.createFile(atPath: file, contents: Data())
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect {
+            try StateDir(root: "\(file)/vmctl").ensureWritable()
+        } throws: { e in "\(e)".contains("not writable") && "\(e)".contains("VMCTL_HOME") }
+        #expect(StateDir.resolve(environment: ["VMCTL_HOME": "/tmp/x"]).root == "/tmp/x")
+    }
+
+    @Test("the watcher wakes on a marker line written later with CRLF endings, and times out otherwise")
+    func watcher() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = "\(dir)/serial.log"
+        try "old vmctl-ready from a previous boot\r\n".write(toFile: log, atomically: false, encoding: .utf8)
+        let offset = SerialLogWatcher.size(log)
+        let writer = Thread {
+            usleep(300_000)
+            let h = FileHandle(forWritingAtPath: log)!
+            h.seekToEndOfFile()
+            h.write(Data("booting...\r\nvmctl-ready node1 12.5\r\n".utf8))
+            try? h.close()
+        }
+        writer.start()
+        let start = ContinuousClock.now
+        let r = SerialLogWatcher.wait(path: log, from: offset, marker: "vmctl-ready", deadline: .now + .seconds(10))
+        #expect(r == .found(line: "vmctl-ready node1 12.5"))
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(SerialLogWatcher.wait(path: log, from: SerialLogWatcher.size(log), marker: "vmctl-ready",
+                                      deadline: .now + .milliseconds(300)) == .timedOut)
+        #expect(SerialLogWatcher.wait(path: log, from: SerialLogWatcher.size(log), marker: "x", deadline: .now + .seconds(5),
+                                      stopIf: { "guest stopped" }) == .stopped(reason: "guest stopped"))
+    }
+}
