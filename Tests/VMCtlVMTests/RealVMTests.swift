@@ -1,0 +1,141 @@
+import Foundation
+import SSH
+import Testing
+@testable import VMCtlCore
+
+/// Real QEMU through real libvirt, real cloud-init, real SSH. Serialized: on two cores,
+/// guests booted side by side by different tests only slow each other down.
+@Suite("Real VMs", .serialized)
+struct RealVMTests {
+    @Test("one VM: built image, auto accel, libssh2 with the pinned host key; a wrong pin is refused; nothing left")
+    func oneVM() async throws {
+        try await VMFixture.ensureImage()
+        try await VMFixture.withCluster("it-one") {
+            let up = try await VMFixture.vmctl(["cluster", "up", "1", "--name", "it-one", "--accel", "auto"])
+            try #require(up.status == 0, "up failed:\n\(up.out)\n\(up.err)")
+            #expect(up.out.contains("ssh verified"))
+            let s = try #require(ClusterRegistry(state: VMFixture.state).load("it-one"))
+            #expect(s.phase == .running)
+            let node = try #require(s.nodes.first?.plan)
+            let manager = ClusterManager(state: VMFixture.state, switchExecutable: VMFixture.binary)
+            let target = try manager.sshTarget(s, node: node)
+
+            let running = try await SSHSession.run(target, "systemctl is-system-running --wait", timeout: .seconds(180))
+            #expect(running.status == 0)
+            #expect(running.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "running")
+            let comm = try await SSHSession.run(target, "cat /proc/1/comm")
+            #expect(comm.stdout == "systemd\n")
+            let fails = try await SSHSession.run(target, "echo oops >&2; exit 7")
+            #expect(fails.status == 7 && fails.stderr == "oops\n")
+
+            // The same port with any other host key is refused, never trusted.
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pin-\(UUID())").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            var wrong = target
+            wrong.hostKey = try KeyPair.generate(at: "\(dir)/k", comment: "impostor").pin()
+            await #expect {
+                try await SSHSession.run(wrong, "true")
+            } throws: { e in (e as? SSHError)?.kind == .hostKeyMismatch }
+
+            let clean = try await VMFixture.vmctl(["cluster", "clean", "--name", "it-one"])
+            #expect(clean.status == 0)
+            #expect(VMFixture.leftovers(cluster: "it-one") == [])
+            #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster("it-one")))
+        }
+    }
+
+    @Test("cluster: up 2 → test (node to node by name) → exec → down → start → clean, nothing left")
+    func clusterLifecycle() async throws {
+        try await VMFixture.ensureImage()
+        let name = "it-two"
+        try await VMFixture.withCluster(name) {
+            let up = try await VMFixture.vmctl(["cluster", "up", "2", "--name", name, "--memory", "1G"])
+            try #require(up.status == 0, "up failed:\n\(up.out)\n\(up.err)")
+
+            let again = try await VMFixture.vmctl(["cluster", "up", "3", "--name", name])
+            #expect(again.status == 2 && again.err.contains("different spec"))
+
+            let test = try await VMFixture.vmctl(["cluster", "test", "--name", name])
+            #expect(test.status == 0, "cluster test:\n\(test.out)\n\(test.err)")
+            #expect(test.out.contains("reaches node2 (ping, tcp/22)"))
+            #expect(test.out.contains(" 0 failed"))
+
+            let exec = try await VMFixture.vmctl(["cluster", "exec", "--name", name, "--json", "--", "hostname"])
+            #expect(exec.status == 0)
+            let results = try JSONDecoder().decode([NodeExecResult].self, from: Data(exec.out.utf8))
+            #expect(results.map { $0.stdout.trimmingCharacters(in: .whitespacesAndNewlines) } == ["node1", "node2"])
+            let bad = try await VMFixture.vmctl(["cluster", "exec", "--name", name, "--nodes", "2", "--", "exit 3"])
+            #expect(bad.status == 1 && bad.out.contains("node2: exit 3"))
+
+            let down = try await VMFixture.vmctl(["cluster", "down", "--name", name])
+            #expect(down.status == 0, "\(down.err)")
+            #expect(VMFixture.leftovers(cluster: name) == [])
+            #expect(ClusterRegistry(state: VMFixture.state).load(name)?.phase == .stopped)
+
+            let start = try await VMFixture.vmctl(["cluster", "start", "--name", name])
+            #expect(start.status == 0, "start failed:\n\(start.out)\n\(start.err)")
+            let after = try await VMFixture.vmctl(["cluster", "ssh", "--name", name, "node2", "--", "cat /etc/hostname"])
+            #expect(after.out == "node2\n")
+
+            let clean = try await VMFixture.vmctl(["cluster", "clean", "--name", name])
+            #expect(clean.status == 0)
+            #expect(VMFixture.leftovers(cluster: name) == [])
+            #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster(name)))
+            #expect(!FileManager.default.fileExists(atPath: "\(VMFixture.state.clusters)/.\(name).lock"))
+        }
+    }
+
+    @Test("SIGKILL mid-boot: the half-made cluster is refused by up and removed by clean")
+    func killedUp() async throws {
+        try await VMFixture.ensureImage()
+        let name = "it-kill"
+        try await VMFixture.withCluster(name) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: VMFixture.binary)
+            p.arguments = ["cluster", "up", "2", "--name", name, "--memory", "1G"]
+            p.environment = VMFixture.environment
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            // Wait until both guests are booting (QEMU running), then kill vmctl outright.
+            let stateFile = ClusterPaths(state: VMFixture.state, name: name).stateFile
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline {
+                if let s = try? AtomicFile.readJSON(ClusterState.self, from: stateFile),
+                   s.nodes.allSatisfy({ $0.phase == .booting }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .seconds(1))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            #expect(!VMFixture.leftovers(cluster: name).isEmpty, "guests should still run after vmctl died")
+
+            let up = try await VMFixture.vmctl(["cluster", "up", "2", "--name", name, "--memory", "1G"])
+            #expect(up.status == 2 && up.err.contains("half-made"))
+            let clean = try await VMFixture.vmctl(["cluster", "clean", "--name", name])
+            #expect(clean.status == 0, "\(clean.err)")
+            #expect(VMFixture.leftovers(cluster: name) == [])
+            #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster(name)))
+        }
+    }
+
+    @Test("bad input: unknown image, too many nodes, remote URI, bad name — clear errors, nothing created")
+    func badInput() async throws {
+        let cases: [([String], String)] = [
+            (["cluster", "up", "1", "--name", "it-bad", "--image", "nope"], "not built"),
+            (["cluster", "up", "0", "--name", "it-bad"], "at least 1 node"),
+            (["cluster", "up", "1", "--name", "it-bad", "--connect", "qemu+ssh://h/system"], "remote libvirt URIs"),
+            (["cluster", "up", "1", "--name", "Bad_Name"], "DNS label"),
+            (["image", "build", "no-such-recipe"], "no recipe 'no-such-recipe'"),
+            (["cluster", "status", "--name", "it-none"], "no cluster 'it-none'"),
+        ]
+        for (args, message) in cases {
+            let r = try await VMFixture.vmctl(args)
+            #expect(r.status == 2, "\(args): status \(r.status)")
+            #expect(r.err.contains(message), "\(args): \(r.err)")
+            #expect(r.err.split(separator: "\n").count == 1, "one line: \(r.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster("it-bad")))
+    }
+}

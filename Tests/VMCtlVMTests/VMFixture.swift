@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+@testable import VMCtlCore
+
+/// Runs the real `vmctl` binary against a state dir of the tests' own, and finds what it
+/// left behind. Every test tears down its clusters through `withCluster`, even on failure.
+enum VMFixture {
+    /// Reused across runs so the image is built once per machine (its cache is keyed by hash).
+    static let home = ProcessInfo.processInfo.environment["VMCTL_TEST_HOME"] ?? "/var/tmp/vmctl-tests"
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static var binary: String {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = me.deletingLastPathComponent()
+        // Inside the .xctest bundle on some layouts.
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("vmctl").path) && dir.path != "/" {
+            dir.deleteLastPathComponent()
+        }
+        return dir.appendingPathComponent("vmctl").path
+    }
+    static var state: StateDir { StateDir(root: home) }
+
+    static var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["VMCTL_HOME"] = home
+        env["VMCTL_RECIPES"] = "\(repo)/images"
+        env["VMCTL_BINARY"] = binary
+        return env
+    }
+
+    struct Run { var status: Int32; var out: String; var err: String }
+
+    /// Runs vmctl with `args` and waits.
+    @discardableResult
+    static func vmctl(_ args: [String]) async throws -> Run {
+        try await Task.detached {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = args
+            p.environment = environment
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            let errData = ErrBox()
+            let t = Thread { errData.data = err.fileHandleForReading.readDataToEndOfFile() }
+            t.start()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            while errData.data == nil { usleep(1000) }
+            return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self),
+                       err: String(decoding: errData.data!, as: UTF8.self))
+        }.value
+    }
+
+    final class ErrBox: @unchecked Sendable { var data: Data? }
+
+    /// Builds (or reuses) debian-12 once per test process.
+    static func ensureImage() async throws {
+        let r = try await vmctl(["image", "build", "debian-12"])
+        try #require(r.status == 0, "image build failed: \(r.out)\(r.err)")
+    }
+
+    /// Runs `body` with cluster `name` cleaned before and after, whatever happens.
+    static func withCluster(_ name: String, _ body: () async throws -> Void) async throws {
+        _ = try? await vmctl(["cluster", "clean", "--name", name])
+        do {
+            try await body()
+        } catch {
+            _ = try? await vmctl(["cluster", "clean", "--name", name])
+            throw error
+        }
+        _ = try? await vmctl(["cluster", "clean", "--name", name])
+    }
+
+    /// Processes of ours still alive for `cluster`: QEMU guests and the switch.
+    static func leftovers(cluster: String) -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return pids.compactMap { pid -> String? in
+            guard Int(pid) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let cmd = String(decoding: raw.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            let qemu = cmd.contains("qemu-system") && cmd.contains("guest=\(cluster)-node")
+            let sw = cmd.contains("switch-daemon") && cmd.contains("\(home)/clusters/\(cluster)/")
+            return qemu || sw ? "\(pid): \(cmd.prefix(120))" : nil
+        }
+    }
+}
