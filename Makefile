@@ -1,0 +1,67 @@
+# vmctl: QEMU clusters for testing, through libvirt. `make demo` and `make test` do all set-up.
+SWIFT   ?= swift
+IMAGE   ?= debian-12
+NAME    ?= default
+VMCTL   := .build/debug/vmctl
+PREREQS := .build/.prereqs-ok
+
+.PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
+        vm-status vm-info vm-stop vm-start vm-clean bench doctor clean
+
+all: build
+
+# Idempotent apt-get of everything vmctl needs (root or sudo).
+$(PREREQS): scripts/install-prereqs.sh
+	bash scripts/install-prereqs.sh
+	@mkdir -p .build && touch $@
+prereqs: $(PREREQS)
+
+build: $(PREREQS)
+	$(SWIFT) build --product vmctl
+
+doctor: build
+	$(VMCTL) doctor
+
+image: build
+	$(VMCTL) image build $(IMAGE)
+
+# The whole job on a fresh machine: prerequisites, build, image, a 3-node cluster, its tests, its details.
+demo: image
+	$(VMCTL) cluster up 3 --image $(IMAGE) --name demo
+	$(VMCTL) cluster test --name demo
+	$(VMCTL) cluster info --name demo
+	@echo "demo cluster is up: '$(VMCTL) cluster ssh node1 --name demo' for a shell, 'make vm-clean NAME=demo' to remove it"
+
+# Unit tests first (no hypervisor), then the real-VM tests.
+test: build
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter VMCtlUnitTests
+	$(SWIFT) test --skip-build --filter VMCtlVMTests
+
+test-unit: build
+	$(SWIFT) test --filter VMCtlUnitTests
+
+# Seed 001's targets, wrapping vmctl.
+test-vm: image
+	$(VMCTL) cluster up 3 --image $(IMAGE) --name $(NAME)
+test-vm-5: image
+	$(VMCTL) cluster up 5 --image $(IMAGE) --name $(NAME)
+test-vm-integration: build
+	$(VMCTL) cluster test --name $(NAME)
+vm-status: build
+	$(VMCTL) cluster status --name $(NAME)
+vm-info: build
+	$(VMCTL) cluster info --name $(NAME)
+vm-stop: build
+	$(VMCTL) cluster down --name $(NAME)
+vm-start: build
+	$(VMCTL) cluster start --name $(NAME)
+vm-clean: build
+	$(VMCTL) cluster clean --name $(NAME)
+
+# Markdown table of timings against bare QEMU in the same run.
+bench: image
+	bash scripts/bench.sh
+
+clean:
+	rm -rf .build
