@@ -11,6 +11,7 @@ PKGS=(
   dnsmasq-base iproute2 nftables    # bridge networks
   ovmf mtools                       # UEFI firmware and EFI partitions
   openssh-client pkg-config ca-certificates
+  python3 time                      # make bench: medians, JSON, CPU time
 )
 
 missing=()

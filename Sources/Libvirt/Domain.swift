@@ -20,6 +20,8 @@ public final class Domain: @unchecked Sendable {
         handle = nil
     }
 
+    func rawHandle() throws -> virDomainPtr { try raw() }
+
     private func raw() throws -> virDomainPtr {
         guard let h = handle else {
             throw LibvirtError(operation: "use domain", code: 0, message: "domain handle is closed")

@@ -6,10 +6,15 @@ import Synchronization
 /// The output of one remote command.
 public struct ExecResult: Sendable, Equatable {
     public var status: Int32
-    public var stdout: String
+    /// Standard output exactly as sent (binary-safe; `stdout` is its UTF-8 reading).
+    public var stdoutData: Data
     public var stderr: String
+    public var stdout: String { String(decoding: stdoutData, as: UTF8.self) }
     public init(status: Int32, stdout: String, stderr: String) {
-        self.status = status; self.stdout = stdout; self.stderr = stderr
+        self.init(status: status, stdoutData: Data(stdout.utf8), stderr: stderr)
+    }
+    public init(status: Int32, stdoutData: Data, stderr: String) {
+        self.status = status; self.stdoutData = stdoutData; self.stderr = stderr
     }
 }
 
@@ -197,8 +202,7 @@ public final class SSHSession: @unchecked Sendable {
         try retrying(s, deadline, what) { libssh2_channel_close(channel) }
         try retrying(s, deadline, what) { libssh2_channel_wait_closed(channel) }
         let status = libssh2_channel_get_exit_status(channel)
-        return ExecResult(status: status, stdout: String(decoding: out, as: UTF8.self),
-                          stderr: String(decoding: err, as: UTF8.self))
+        return ExecResult(status: status, stdoutData: out, stderr: String(decoding: err, as: UTF8.self))
     }
 
     private func retrying(_ s: OpaquePointer, _ deadline: ContinuousClock.Instant, _ what: String,

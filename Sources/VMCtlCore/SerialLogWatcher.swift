@@ -14,7 +14,8 @@ public enum SerialLogWatcher {
     /// Blocks until a line containing `marker` appears after byte `offset` of `path`,
     /// the deadline passes, `stopIf` returns a reason, or `cancel` is set.
     public static func wait(path: String, from offset: UInt64, marker: String, deadline: ContinuousClock.Instant,
-                            cancel: CancelFlag? = nil, stopIf: () -> String? = { nil }) -> Outcome {
+                            cancel: CancelFlag? = nil, stopIf: () -> String? = { nil },
+                            onLine: (String) -> Void = { _ in }) -> Outcome {
         let dir = (path as NSString).deletingLastPathComponent
         let ifd = inotify_init1(Int32(IN_CLOEXEC) | Int32(IN_NONBLOCK))
         defer { if ifd >= 0 { close(ifd) } }
@@ -23,7 +24,7 @@ public enum SerialLogWatcher {
         var pending: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            if let line = scan(path: path, pos: &pos, pending: &pending, marker: marker) { return .found(line: line) }
+            if let line = scan(path: path, pos: &pos, pending: &pending, marker: marker, onLine: onLine) { return .found(line: line) }
             if cancel?.isCancelled == true { return .cancelled }
             if let reason = stopIf() { return .stopped(reason: reason) }
             let left = deadline - ContinuousClock.now
@@ -42,7 +43,8 @@ public enum SerialLogWatcher {
 
     /// Reads what was appended since `pos` and returns the first complete line holding `marker`.
     /// Works on bytes: serial consoles end lines with "\r\n", which Swift treats as one Character.
-    private static func scan(path: String, pos: inout UInt64, pending: inout [UInt8], marker: String) -> String? {
+    private static func scan(path: String, pos: inout UInt64, pending: inout [UInt8], marker: String,
+                             onLine: (String) -> Void) -> String? {
         guard let h = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? h.close() }
         guard (try? h.seek(toOffset: pos)) != nil, let data = try? h.readToEnd(), !data.isEmpty else { return nil }
@@ -52,11 +54,19 @@ public enum SerialLogWatcher {
         while let nl = pending.firstIndex(of: 10) {
             let line = Array(pending[..<nl])
             pending.removeSubrange(...nl)
-            if line.count >= needle.count, (0...(line.count - needle.count)).contains(where: { line[$0..<($0 + needle.count)].elementsEqual(needle) }) {
+            // Only vmctl's own lines are handed on; a console prints thousands of others.
+            // (A marker can share its line with a login prompt, so search, not prefix-match.)
+            if contains(line, Array("vmctl-".utf8)) { onLine(String(decoding: line, as: UTF8.self)) }
+            if contains(line, needle) {
                 return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
         }
         return nil
+    }
+
+    private static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard hay.count >= needle.count else { return false }
+        return (0...(hay.count - needle.count)).contains { hay[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 
     /// The last `lines` lines of `path`, for error messages.

@@ -17,5 +17,5 @@ struct ClusterCommand: AsyncParsableCommand {
               vmctl cluster clean                     remove everything, whatever state it is in
             """,
         subcommands: [ClusterUp.self, ClusterList.self, ClusterStatus.self, ClusterInfo.self, ClusterSSH.self,
-                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterDown.self, ClusterStart.self, ClusterClean.self])
+                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterConsole.self, ClusterCp.self, ClusterDown.self, ClusterStart.self, ClusterClean.self])
 }

@@ -43,7 +43,7 @@ public struct ImageBuilder: Sendable {
         for f in recipe.files ?? [] { custom += [f.path, f.mode ?? "0644", f.content ?? ""] }
         custom.append("--")
         custom += recipe.commands ?? []
-        custom += ["--", Seal.readinessUnit, Seal.readinessScript]
+        custom += ["--", Seal.readinessUnit, Seal.readinessScript, Seal.bootingUnit]
         let customize = h(custom)
         let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize])
         return StageKeys(rootfs: rootfs, customize: customize, disk: disk)

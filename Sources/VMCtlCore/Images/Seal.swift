@@ -6,6 +6,26 @@ public enum Seal {
     /// vmctl watches the serial log for it instead of polling.
     public static let readyMarker = "vmctl-ready"
 
+    /// Printed when the guest's userspace starts, just before cloud-init runs.
+    public static let bootingMarker = "vmctl-booting"
+
+    /// An early oneshot unit: the kernel and systemd are up, cloud-init is next.
+    public static let bootingUnit = """
+        [Unit]
+        Description=Tell vmctl on the serial console that userspace is up
+        DefaultDependencies=no
+        After=local-fs.target
+        Before=cloud-init-local.service sysinit.target
+
+        [Service]
+        Type=oneshot
+        ExecStart=/bin/sh -c 'echo "\(bootingMarker) $(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
+
+        [Install]
+        WantedBy=sysinit.target
+
+        """
+
     /// A oneshot unit ordered after cloud-init (users, keys), sshd and logins being allowed.
     public static let readinessUnit = """
         [Unit]
@@ -40,9 +60,13 @@ public enum Seal {
         try fm.createDirectory(atPath: "\(root)/usr/local/sbin", withIntermediateDirectories: true)
         try readinessScript.write(toFile: "\(root)/usr/local/sbin/vmctl-ready", atomically: true, encoding: .utf8)
         chmod("\(root)/usr/local/sbin/vmctl-ready", 0o755)
-        let link = "\(dir)/multi-user.target.wants/vmctl-ready.service"
-        try? fm.removeItem(atPath: link)
-        try fm.createSymbolicLink(atPath: link, withDestinationPath: "/etc/systemd/system/vmctl-ready.service")
+        try bootingUnit.write(toFile: "\(dir)/vmctl-booting.service", atomically: true, encoding: .utf8)
+        for (target, unit) in [("multi-user.target.wants", "vmctl-ready.service"), ("sysinit.target.wants", "vmctl-booting.service")] {
+            try fm.createDirectory(atPath: "\(dir)/\(target)", withIntermediateDirectories: true)
+            let link = "\(dir)/\(target)/\(unit)"
+            try? fm.removeItem(atPath: link)
+            try fm.createSymbolicLink(atPath: link, withDestinationPath: "/etc/systemd/system/\(unit)")
+        }
     }
 
     /// Empties machine-id, drops host keys and cloud-init's state, so every clone is new.

@@ -108,7 +108,7 @@ public struct NodeLauncher: Sendable {
     /// Waits for the guest's readiness line on its serial console, then proves an
     /// authenticated SSH session with the pinned host key. Returns the marker line.
     public func waitReady(_ plan: NodePlan, from offset: UInt64, deadline: ContinuousClock.Instant,
-                          onCloudInit: @Sendable () -> Void = {}) async throws -> String {
+                          onCloudInit: @escaping @Sendable () -> Void = {}) async throws -> String {
         let conn = connection
         let name = plan.domainName
         let outcome = try await onOwnThreadCancellable("ready.\(plan.name)") { flag in
@@ -117,11 +117,12 @@ public struct NodeLauncher: Sendable {
                 guard let d = try? conn.domain(named: name) else { return "domain is gone" }
                 defer { d.close() }
                 return (try? d.isActive()) == false ? "the guest stopped" : nil
+            }, onLine: { line in
+                if line.contains(Seal.bootingMarker) { onCloudInit() }
             })
         }
         switch outcome {
         case .found(let line):
-            onCloudInit()
             try await verifySSH(plan, deadline: deadline)
             return line
         case .timedOut:

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# make bench: vmctl against bare QEMU in the same run, printed as a Markdown table.
+#   RUNS=3     boots per single-VM measurement (median reported)
+#   NODES="3"  cluster sizes to measure besides 1 (e.g. "3 5")
+#   CRUNS=1    runs per cluster size
+# Uses its own state dir (VMCTL_BENCH_HOME, default /var/tmp/vmctl-bench); cleans what it made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}; NODES=${NODES:-3}; CRUNS=${CRUNS:-1}; IMAGE=${IMAGE:-debian-12}
+export VMCTL_HOME=${VMCTL_BENCH_HOME:-/var/tmp/vmctl-bench}
+VMCTL=$PWD/.build/debug/vmctl
+export VMCTL_BINARY=$VMCTL
+WORK=$(mktemp -d /tmp/vmctl-bench.XXXXXX)
+QPIDS=()
+cleanup() {
+  for p in "${QPIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  for n in $("$VMCTL" cluster list --json 2>/dev/null | python3 -c 'import json,sys; print(" ".join(r["name"] for r in json.load(sys.stdin) if r["name"].startswith("bench")))' 2>/dev/null); do
+    "$VMCTL" cluster clean --name "$n" >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print("%.1f" % statistics.median(v))' "$@"; }
+ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print("%.2f" % (a/b) if b else "-")' "$1" "$2"; }
+field() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+qemu_pid() { pgrep -f "guest=$1," | head -1; }
+log() { echo "bench: $*" >&2; }
+
+# --- image build: cold (fresh cache), warm (nothing changed), one file changed -------------------
+rm -rf "$VMCTL_HOME/images"
+t0=$(now); "$VMCTL" image build "$IMAGE" >&2; t1=$(now); COLD=$(python3 -c "print('%.1f' % ($t1-$t0))")
+t0=$(now); "$VMCTL" image build "$IMAGE" >&2; t1=$(now); WARM=$(python3 -c "print('%.1f' % ($t1-$t0))")
+mkdir -p "$WORK/recipes"; cp -r images/. "$WORK/recipes/"
+sed -i "s|PasswordAuthentication no|PasswordAuthentication no\n      # bench $(date +%s%N)|" "$WORK/recipes/$IMAGE.yaml"
+t0=$(now); VMCTL_RECIPES="$WORK/recipes" "$VMCTL" image build "$IMAGE" >&2; t1=$(now); ONEFILE=$(python3 -c "print('%.1f' % ($t1-$t0))")
+"$VMCTL" image build "$IMAGE" >&2   # back to the repo's recipe for the boots below
+IMGDIR=$("$VMCTL" image list --json | python3 -c 'import json,sys; print([r["image"]["directory"] for r in json.load(sys.stdin) if r["image"]["name"]==sys.argv[1]][0])' "$IMAGE")
+
+# --- boot N nodes through vmctl, then the same seeds on fresh overlays with bare QEMU ------------
+# vmctl_up N RUNIDX -> prints "seconds cpu_seconds rss_mib_per_node"; keeps seeds/keys in $WORK/N-RUN
+vmctl_up() {
+  local n=$1 r=$2 name="bench$1r$2" keep="$WORK/$1-$2"
+  "$VMCTL" cluster clean --name "$name" >/dev/null 2>&1 || true
+  local t0 t1; t0=$(now)
+  /usr/bin/time -f "%U %S" -o "$keep.cpu" "$VMCTL" cluster up "$n" --name "$name" >/dev/null
+  t1=$(now)
+  local st="$VMCTL_HOME/clusters/$name/state.json" rss=0 i
+  for i in $(seq 1 "$n"); do rss=$((rss + $(rss_mib "$(qemu_pid "$name-node$i")"))); done
+  mkdir -p "$keep"
+  cp "$VMCTL_HOME/clusters/$name/ssh/id_ed25519" "$keep/key"; chmod 600 "$keep/key"
+  for i in $(seq 1 "$n"); do cp "$VMCTL_HOME/clusters/$name/nodes/node$i/seed.iso" "$keep/seed$i.iso"; done
+  field "$st" '"\n".join("%s %s %s" % (n["plan"]["mgmtMAC"], n["plan"]["hostKey"]["type"], n["plan"]["hostKey"]["base64"]) for n in s["nodes"])' > "$keep/pins"
+  "$VMCTL" cluster clean --name "$name" >/dev/null
+  python3 -c "import sys; u,s=open(sys.argv[1]).read().split(); print('%.1f %.2f %d' % ($t1-$t0, float(u)+float(s), $rss//$n))" "$keep.cpu"
+}
+
+# bare_up N RUNIDX -> seconds until every guest answers an authenticated SSH command
+bare_up() {
+  local n=$1 r=$2 keep="$WORK/$1-$2" cpus=2 mem=2048 base=23300 i
+  local t0; t0=$(now)
+  QPIDS=()
+  for i in $(seq 1 "$n"); do
+    local port=$((base + i)) mac; mac=$(sed -n "${i}p" "$keep/pins" | cut -d' ' -f1)
+    qemu-img create -q -f qcow2 -F qcow2 -b "$IMGDIR/root.qcow2" "$keep/disk$i.qcow2" 20G
+    echo "[127.0.0.1]:$port $(sed -n "${i}p" "$keep/pins" | cut -d' ' -f2-)" > "$keep/known$i"
+    qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64 -smp $cpus -m $mem -nodefaults -no-user-config \
+      -display none -serial "file:$keep/serial$i.log" \
+      -kernel "$IMGDIR/vmlinuz" -initrd "$IMGDIR/initrd.img" \
+      -append "root=/dev/vda rw $(field "$IMGDIR/manifest.json" 's["cmdline"]')" \
+      -drive "file=$keep/disk$i.qcow2,if=virtio,format=qcow2,cache=unsafe" \
+      -drive "file=$keep/seed$i.iso,if=virtio,format=raw,readonly=on" \
+      -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:22" \
+      -device "virtio-net-pci,netdev=n0,mac=$mac" >/dev/null 2>&1 &
+    QPIDS+=($!)
+  done
+  local done_count=0 ok=()
+  for i in $(seq 1 "$n"); do ok[$i]=0; done
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ $done_count -lt "$n" ] && [ "$(date +%s)" -lt $deadline ]; do
+    for i in $(seq 1 "$n"); do
+      [ "${ok[$i]}" = 1 ] && continue
+      if ssh -q -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$keep/known$i" \
+           -o ConnectTimeout=2 -i "$keep/key" -p $((base + i)) vmctl@127.0.0.1 true 2>/dev/null; then
+        ok[$i]=1; done_count=$((done_count + 1))
+      fi
+    done
+    [ $done_count -lt "$n" ] && sleep 0.25
+  done
+  local t1; t1=$(now)
+  local rss=0; for p in "${QPIDS[@]}"; do rss=$((rss + $(rss_mib "$p"))); done
+  for p in "${QPIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  QPIDS=()
+  [ $done_count -eq "$n" ] || { log "bare QEMU: only $done_count of $n guests answered"; echo "nan 0"; return; }
+  python3 -c "print('%.1f %d' % ($t1-$t0, $rss//$n))"
+}
+
+measure() {  # measure N RUNS -> "vm_median bare_median cpu_per_node rss_vm rss_bare"
+  local n=$1 runs=$2 r vms=() bares=() cpu=() rv=0 rb=0
+  for r in $(seq 1 "$runs"); do
+    log "cluster up $n: vmctl run $r"
+    read -r s c rss <<<"$(vmctl_up "$n" "$r")"; vms+=("$s"); cpu+=("$(python3 -c "print($c/$n)")"); rv=$rss
+    log "cluster up $n: bare QEMU run $r"
+    read -r b brss <<<"$(bare_up "$n" "$r")"; bares+=("$b"); rb=$brss
+  done
+  echo "$(median "${vms[@]}") $(median "${bares[@]}") $(python3 -c 'import sys,statistics; print("%.2f" % statistics.median([float(x) for x in sys.argv[1:]]))' "${cpu[@]}") $rv $rb"
+}
+
+read -r V1 B1 C1 RV1 RB1 <<<"$(measure 1 "$RUNS")"
+ROWS=""
+for n in $NODES; do
+  read -r V B C RV RB <<<"$(measure "$n" "$CRUNS")"
+  ROWS+="| cluster up $n, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
+done
+
+echo
+echo "vmctl bench: $IMAGE, TCG, 2 vCPUs and 2 GiB per guest, $(nproc) host cores; medians of $RUNS (1 VM) and $CRUNS (clusters) runs"
+echo
+echo "| measurement | vmctl | bare QEMU | ratio | vmctl CPU per node | QEMU RSS per node (vmctl / bare) |"
+echo "|---|---|---|---|---|---|"
+echo "| image build, cold | ${COLD} s | | | | |"
+echo "| image build, warm (nothing changed) | ${WARM} s | | | | |"
+echo "| image rebuild, one recipe file changed | ${ONEFILE} s | | | | |"
+echo "| boot 1 VM to SSH-verified | ${V1} s | ${B1} s | $(ratio "$V1" "$B1") | $C1 s | $RV1 / $RB1 MiB |"
+printf "%s" "$ROWS"
