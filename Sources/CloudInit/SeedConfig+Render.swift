@@ -3,7 +3,9 @@ import Yams
 extension SeedConfig {
     /// `meta-data`: instance id and hostname.
     public func metaData() throws -> String {
-        try Yams.dump(object: ["instance-id": instanceID, "local-hostname": hostname], sortKeys: true)
+        // dsmode local: users and the host key are written by cloud-init-local, early,
+        // instead of waiting for the network stage (a NoCloud seed found by label defaults to net).
+        try Yams.dump(object: ["instance-id": instanceID, "local-hostname": hostname, "dsmode": "local"], sortKeys: true)
     }
 
     /// `user-data`: a #cloud-config document.
@@ -22,7 +24,8 @@ extension SeedConfig {
             "disable_root": true,
             "ssh_pwauth": false,
             "ssh_deletekeys": true,
-            "ssh_genkeytypes": [String](),
+            // The supplied key exists already, so nothing is generated; `[]` fails cloud-init's schema.
+            "ssh_genkeytypes": ["ed25519"],
             "ssh_keys": ["ed25519_private": hostKey.privateKey, "ed25519_public": hostKey.publicKey],
             // The full /etc/hosts comes from write_files below.
             "manage_etc_hosts": false,

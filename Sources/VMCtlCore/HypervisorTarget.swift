@@ -81,10 +81,33 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// Prepares the embedded root (qemu.conf) and opens the connection on its own thread.
-    public func open() async throws -> Connection {
+    /// Where an embedded root keeps libvirt's probe of QEMU's capabilities.
+    static func capabilitiesDir(_ root: String) -> String { "\(root)/cache/qemu/capabilities" }
+
+    /// Every new embedded root would probe QEMU's capabilities again (seconds per `up`).
+    /// The probe names no path of its root, and libvirt itself discards it when QEMU or
+    /// libvirt change (it records their ctimes and version), so roots share one copy.
+    static func copyCapabilities(from: String, to: String) {
+        let fm = FileManager.default
+        guard let files = try? fm.contentsOfDirectory(atPath: from), !files.isEmpty else { return }
+        try? fm.createDirectory(atPath: to, withIntermediateDirectories: true)
+        for f in files where f.hasSuffix(".xml") && !fm.fileExists(atPath: "\(to)/\(f)") {
+            try? fm.copyItem(atPath: "\(from)/\(f)", toPath: "\(to)/\(f).tmp")
+            try? fm.moveItem(atPath: "\(to)/\(f).tmp", toPath: "\(to)/\(f)")
+        }
+    }
+
+    /// Saves this root's capabilities probe into `sharedCache` for later roots.
+    public func shareCapabilities(into sharedCache: String) {
+        if let root = embeddedRoot { Self.copyCapabilities(from: Self.capabilitiesDir(root), to: sharedCache) }
+    }
+
+    /// Prepares the embedded root (qemu.conf, shared capabilities) and opens the connection
+    /// on its own thread.
+    public func open(sharedCapabilities: String? = nil) async throws -> Connection {
         if let root = embeddedRoot {
             try AtomicFile.write(Self.embeddedQemuConf(asRoot: getuid() == 0), to: "\(root)/etc/qemu.conf")
+            if let shared = sharedCapabilities { Self.copyCapabilities(from: shared, to: Self.capabilitiesDir(root)) }
         }
         do {
             return try await Connection.open(uri)

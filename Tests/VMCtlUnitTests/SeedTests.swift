@@ -22,7 +22,7 @@ struct SeedTests {
         let keys = try #require(doc["ssh_keys"] as? [String: String])
         #expect(keys["ed25519_private"] == Self.config.hostKey.privateKey)
         #expect(keys["ed25519_public"] == "ssh-ed25519 AAAAhost node1")
-        #expect(doc["ssh_genkeytypes"] as? [String] == [])
+        #expect(doc["ssh_genkeytypes"] as? [String] == ["ed25519"])
         #expect(doc["ssh_deletekeys"] as? Bool == true)
         let user = try #require((doc["users"] as? [[String: Any]])?.first)
         #expect(user["name"] as? String == "vmctl")
@@ -31,6 +31,12 @@ struct SeedTests {
         let hosts = try #require(files.first { $0["path"] as? String == "/etc/hosts" }?["content"] as? String)
         #expect(hosts.contains("10.77.1.12 node2"))
         #expect(hosts.contains("127.0.1.1 node1"))
+    }
+
+    @Test("meta-data asks for dsmode local so keys are written before sshd starts")
+    func metaData() throws {
+        let doc = try #require(try Yams.load(yaml: try Self.config.metaData()) as? [String: String])
+        #expect(doc == ["instance-id": "c1-node1-abc", "local-hostname": "node1", "dsmode": "local"])
     }
 
     @Test("network-config v2 matches NICs by MAC with static addresses")

@@ -18,6 +18,11 @@ extension ClusterManager {
         let target = try HypervisorTarget.resolve(connect: options.connect, defaultRoot: p.libvirtRoot)
         _ = try Command.require("qemu-img")
         _ = try Command.require("xorrisofs")
+        _ = try Command.require("ssh-keygen")
+        if target.embeddedRoot == nil {
+            // An explicit libvirt must answer before anything is created for it.
+            try await target.open().close()
+        }
         let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster up")
         defer { lock.release() }
 
@@ -77,7 +82,7 @@ extension ClusterManager {
         }
         try await writer.update { $0.accelerator = verdict.accelerator }
         try switchProcess(name).start()
-        let connection = try await target.open()
+        let connection = try await target.open(sharedCapabilities: capabilitiesCache)
         defer { connection.close() }
         let s = await writer.state
         let launcher = launcher(s, connection: connection, image: image)
@@ -85,6 +90,7 @@ extension ClusterManager {
         try await bootAll(s.nodes.map(\.plan), launcher: launcher, writer: writer, prepare: true, deadline: deadline,
                           elapsed: elapsed, events: events)
         try await writer.update { $0.phase = .running }
+        target.shareCapabilities(into: capabilitiesCache)
         let final = await writer.state
         try writeOpenSSHFiles(final)
         return final

@@ -27,6 +27,8 @@ public struct ClusterManager: Sendable {
     }
 
     var registry: ClusterRegistry { ClusterRegistry(state: state) }
+    /// libvirt's QEMU capabilities probe, shared by every cluster's embedded root.
+    var capabilitiesCache: String { "\(state.cache)/qemu-capabilities" }
     func paths(_ name: String) -> ClusterPaths { ClusterPaths(state: state, name: name) }
 
     func switchProcess(_ name: String) -> SwitchProcess {

@@ -111,14 +111,17 @@ public struct NodeLauncher: Sendable {
                           onCloudInit: @escaping @Sendable () -> Void = {}) async throws -> String {
         let conn = connection
         let name = plan.domainName
+        let guestSaid = GuestComplaint()
         let outcome = try await onOwnThreadCancellable("ready.\(plan.name)") { flag in
             SerialLogWatcher.wait(path: plan.serialLog, from: offset, marker: Seal.readyMarker, deadline: deadline,
                                   cancel: flag, stopIf: {
+                if let complaint = guestSaid.line { return "the guest reported: \(complaint)" }
                 guard let d = try? conn.domain(named: name) else { return "domain is gone" }
                 defer { d.close() }
                 return (try? d.isActive()) == false ? "the guest stopped" : nil
             }, onLine: { line in
                 if line.contains(Seal.bootingMarker) { onCloudInit() }
+                if line.contains("vmctl-failed") { guestSaid.line = line }
             })
         }
         switch outcome {
@@ -162,6 +165,11 @@ public struct NodeLauncher: Sendable {
         guard let pin = plan.hostKey else { throw VMCtlError("node \(plan.name) has no pinned host key") }
         return SSHTarget(host: "127.0.0.1", port: plan.sshPort, user: image.user, key: clusterKey, hostKey: pin)
     }
+}
+
+/// A failure line the guest printed, handed from the log reader to its stop check.
+private final class GuestComplaint: @unchecked Sendable {
+    var line: String?
 }
 
 /// A node that did not come up: which, why, and the end of its serial log.
