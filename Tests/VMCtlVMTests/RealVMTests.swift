@@ -120,6 +120,37 @@ struct RealVMTests {
         }
     }
 
+    @Test("Ctrl-C mid-boot: up tears down everything it made and exits 130")
+    func interruptedUp() async throws {
+        try await VMFixture.ensureImage()
+        let name = "it-int"
+        try await VMFixture.withCluster(name) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: VMFixture.binary)
+            p.arguments = ["cluster", "up", "1", "--name", name, "--memory", "1G"]
+            p.environment = VMFixture.environment
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let stateFile = ClusterPaths(state: VMFixture.state, name: name).stateFile
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline {
+                if let s = try? AtomicFile.readJSON(ClusterState.self, from: stateFile), s.nodes.allSatisfy({ $0.phase == .booting }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .seconds(1))
+            #expect(!VMFixture.leftovers(cluster: name).isEmpty)
+            kill(p.processIdentifier, SIGINT)
+            p.waitUntilExit()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(p.terminationStatus == 130, "\(text)")
+            #expect(text.contains("interrupted"))
+            #expect(VMFixture.leftovers(cluster: name) == [])
+            #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster(name)))
+        }
+    }
+
     @Test("bad input: unknown image, too many nodes, remote URI, bad name — clear errors, nothing created")
     func badInput() async throws {
         let cases: [([String], String)] = [
