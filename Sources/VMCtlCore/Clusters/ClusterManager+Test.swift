@@ -22,6 +22,7 @@ extension ClusterManager {
         }
         let image = try image(of: s)
         let p = paths(name)
+        let nodes = bootstrapNodes(s)
         return await withTaskGroup(of: [CheckResult].self) { group in
             for node in s.nodes.map(\.plan) {
                 group.addTask {
@@ -40,10 +41,16 @@ extension ClusterManager {
                                        "getent hosts \(peer.name) && ping -c1 -W3 \(peer.name) >/dev/null && nc -z -w3 \(peer.name) 22 && echo ok",
                                        { $0.status == 0 ? nil : "exit \($0.status): \(($0.stdout + $0.stderr).trimmed)" }))
                     }
+                    // Recipe checks are templates: {{count}}, {{#peers}}…{{/peers}} and the like.
+                    let scope = BootstrapStep.scope(for: nodes.first { $0.name == node.name }, nodes: nodes,
+                                                    clusterFacts: s.bootstrap?.clusterFacts ?? [:])
                     for c in image.checks {
-                        checks.append((c.name, c.run, { r in
+                        let run = (try? Template(c.run).render(scope)) ?? c.run
+                        let expect = c.expect.map { (try? Template($0).render(scope)) ?? $0 }
+                        let label = (try? Template(c.name).render(scope)) ?? c.name
+                        checks.append((label, run, { r in
                             guard r.status == 0 else { return "exit \(r.status): \((r.stdout + r.stderr).trimmed.suffix(200))" }
-                            if let e = c.expect, !r.stdout.contains(e) { return "expected '\(e)' in: \(r.stdout.trimmed.suffix(200))" }
+                            if let e = expect, !r.stdout.contains(e) { return "expected '\(e)' in: \(r.stdout.trimmed.suffix(200))" }
                             return nil
                         }))
                     }

@@ -89,6 +89,8 @@ extension ClusterManager {
         let deadline = ContinuousClock.now + options.timeout
         try await bootAll(s.nodes.map(\.plan), launcher: launcher, writer: writer, prepare: true, deadline: deadline,
                           elapsed: elapsed, events: events)
+        try writeOpenSSHFiles(await writer.state)
+        try await runBootstrap(writer, image: image, elapsed: elapsed, events: events)
         try await writer.update { $0.phase = .running }
         target.shareCapabilities(into: capabilitiesCache)
         let final = await writer.state

@@ -24,6 +24,20 @@ public struct ClusterState: Codable, Sendable, Equatable {
     public var subnet: String
     public var created: Date
     public var nodes: [NodeRecord]
+    /// What the recipe's bootstrap learned (facts) and whether it finished: a later command
+    /// or a reconciler resumes from here.
+    public var bootstrap: BootstrapRecord?
+
+    public struct BootstrapRecord: Codable, Sendable, Equatable {
+        public var finishedSteps: Int
+        public var done: Bool
+        public var clusterFacts: [String: String]
+        public var nodeFacts: [String: [String: String]]
+        public init(finishedSteps: Int = 0, done: Bool = false, clusterFacts: [String: String] = [:],
+                    nodeFacts: [String: [String: String]] = [:]) {
+            self.finishedSteps = finishedSteps; self.done = done; self.clusterFacts = clusterFacts; self.nodeFacts = nodeFacts
+        }
+    }
 
     /// One node: its plan plus what was last seen of it.
     public struct NodeRecord: Codable, Sendable, Equatable {

@@ -12,6 +12,9 @@ public struct Image: Codable, Sendable, Equatable {
     public var cmdline: String
     public var checks: [Recipe.Check]
     public var sizeBytes: UInt64
+    /// Cluster bootstrap from the recipe (nil for images without one).
+    public var bootstrap: [BootstrapStep]?
+    public var roles: [String: [String]]?
 
     public var rootDisk: String { "\(directory)/root.qcow2" }
     public var kernel: String { "\(directory)/vmlinuz" }

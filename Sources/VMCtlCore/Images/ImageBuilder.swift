@@ -45,7 +45,15 @@ public struct ImageBuilder: Sendable {
         custom += recipe.commands ?? []
         custom += ["--", Seal.readinessUnit, Seal.readinessScript, Seal.bootingUnit]
         let customize = h(custom)
-        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize])
+        // The manifest carries what the recipe says about using the image (login user,
+        // kernel command line, checks, bootstrap), so those are inputs too.
+        let enc = JSONEncoder()
+        enc.outputFormatting = .sortedKeys
+        let usage = [recipe.resolvedCmdline,
+                     String(decoding: (try? enc.encode(recipe.checks ?? [])) ?? Data(), as: UTF8.self),
+                     String(decoding: (try? enc.encode(recipe.bootstrap ?? [])) ?? Data(), as: UTF8.self),
+                     String(decoding: (try? enc.encode(recipe.roles ?? [:])) ?? Data(), as: UTF8.self)]
+        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize] + usage)
         return StageKeys(rootfs: rootfs, customize: customize, disk: disk)
     }
 

@@ -47,10 +47,14 @@ public struct Recipe: Codable, Sendable, Equatable {
     /// Size of the root filesystem in the base image (e.g. `2G`); node disks are grown on top.
     public var rootSize: String?
     public var checks: [Check]?
+    /// Named groups of nodes for bootstrap steps (`controller: [first]`).
+    public var roles: [String: [String]]?
+    /// Steps run over SSH once every node is up, in order.
+    public var bootstrap: [BootstrapStep]?
 
     enum CodingKeys: String, CodingKey {
         case name, description, base, distribution, suite, components, mirror, variant, kernel, packages
-        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks
+        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks, roles, bootstrap
     }
 
     public init(name: String) { self.name = name }
@@ -75,6 +79,8 @@ public struct Recipe: Codable, Sendable, Equatable {
         r.user = user ?? base.user
         r.rootSize = rootSize ?? base.rootSize
         r.checks = (base.checks ?? []) + (checks ?? [])
+        r.roles = (base.roles ?? [:]).merging(roles ?? [:]) { _, mine in mine }
+        r.bootstrap = (base.bootstrap ?? []) + (bootstrap ?? [])
         return r
     }
 
@@ -108,6 +114,7 @@ public struct Recipe: Codable, Sendable, Equatable {
                 throw VMCtlError.usage("recipe \(name): file \(f.path) has mode '\(m)', not an octal mode like 0644")
             }
         }
+        for step in bootstrap ?? [] { try step.validate(recipe: name) }
         let user = resolvedUser
         guard user.range(of: "^[a-z_][a-z0-9_-]{0,31}$", options: .regularExpression) != nil else {
             throw VMCtlError.usage("recipe \(name): user '\(user)' is not a valid Linux user name")

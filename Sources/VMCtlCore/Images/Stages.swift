@@ -120,7 +120,8 @@ struct DiskStage {
             let attrs = try fm.attributesOfItem(atPath: "\(tmp)/root.qcow2")
             var img = Image(name: recipe.name, hash: hash, created: Date(), directory: final,
                             user: recipe.resolvedUser, cmdline: recipe.resolvedCmdline, checks: recipe.checks ?? [],
-                            sizeBytes: (attrs[.size] as? UInt64) ?? 0)
+                            sizeBytes: (attrs[.size] as? UInt64) ?? 0,
+                            bootstrap: recipe.bootstrap, roles: recipe.roles)
             try AtomicFile.writeJSON(img, to: "\(tmp)/manifest.json")
             try? fm.removeItem(atPath: final)
             try fm.moveItem(atPath: tmp, toPath: final)
