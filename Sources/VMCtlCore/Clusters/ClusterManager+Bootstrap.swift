@@ -42,7 +42,13 @@ extension ClusterManager {
                             throw VMCtlError("bootstrap step '\(step.name)' failed on \(node.name) (exit \(r.status)): "
                                 + (r.stderr + r.stdout).trimmingCharacters(in: .whitespacesAndNewlines).suffix(400))
                         }
-                        return (node.name, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+                        let value = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                        if let key = step.capture, value.isEmpty {
+                            // A fact that came back empty would silently break every later step.
+                            throw VMCtlError("bootstrap step '\(step.name)' printed nothing on \(node.name) to capture as '\(key)'"
+                                + (r.stderr.isEmpty ? "" : ": \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).suffix(300))"))
+                        }
+                        return (node.name, value)
                     }
                 }
                 var out: [(String, String)] = []

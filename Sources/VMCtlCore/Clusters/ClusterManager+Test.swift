@@ -45,6 +45,8 @@ extension ClusterManager {
                     let scope = BootstrapStep.scope(for: nodes.first { $0.name == node.name }, nodes: nodes,
                                                     clusterFacts: s.bootstrap?.clusterFacts ?? [:])
                     for c in image.checks {
+                        let on = (try? BootstrapStep.select(c.on ?? "all", nodes: nodes, roles: image.roles ?? [:])) ?? nodes
+                        guard on.contains(where: { $0.name == node.name }) else { continue }
                         let run = (try? Template(c.run).render(scope)) ?? c.run
                         let expect = c.expect.map { (try? Template($0).render(scope)) ?? $0 }
                         let label = (try? Template(c.name).render(scope)) ?? c.name

@@ -19,7 +19,12 @@ public struct Recipe: Codable, Sendable, Equatable {
         public var name: String
         public var run: String
         public var expect: String?
-        public init(name: String, run: String, expect: String? = nil) { self.name = name; self.run = run; self.expect = expect }
+        /// Which nodes run it (as for bootstrap steps); cluster-wide checks such as `sinfo`
+        /// run once, on `first`. Default: all.
+        public var on: String?
+        public init(name: String, run: String, expect: String? = nil, on: String? = nil) {
+            self.name = name; self.run = run; self.expect = expect; self.on = on
+        }
     }
 
     public var name: String
