@@ -1,6 +1,6 @@
 # vmctl: QEMU clusters for testing, through libvirt. `make demo` and `make test` do all set-up.
 SWIFT   ?= swift
-IMAGE   ?= debian-12
+IMAGE   ?= cluster-os-node
 NAME    ?= default
 VMCTL   := .build/debug/vmctl
 PREREQS := .build/.prereqs-ok
@@ -26,8 +26,9 @@ image: build
 	$(VMCTL) image build $(IMAGE)
 
 # The whole job on a fresh machine: prerequisites, build, image, a 3-node cluster, its tests, its details.
-demo: image
-	$(VMCTL) cluster up 3 --image $(IMAGE) --name demo
+demo: build
+	$(VMCTL) image build debian-12
+	$(VMCTL) cluster up 3 --image debian-12 --name demo
 	$(VMCTL) cluster test --name demo
 	$(VMCTL) cluster info --name demo
 	@echo "demo cluster is up: '$(VMCTL) cluster ssh node1 --name demo' for a shell, 'make vm-clean NAME=demo' to remove it"
@@ -41,7 +42,7 @@ test: build
 test-unit: build
 	$(SWIFT) test --filter VMCtlUnitTests
 
-# Seed 001's targets, wrapping vmctl.
+# Seed 001's targets, wrapping vmctl: the ClusterOS image by default (IMAGE= overrides).
 test-vm: image
 	$(VMCTL) cluster up 3 --image $(IMAGE) --name $(NAME)
 test-vm-5: image

@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"]),
 
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
-        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlCore", "VMCtlCommands", "Libvirt", "SSH", "CloudInit"]),
+        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlCore", "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking"]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
         .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlCore", "Libvirt", "SSH"]),
     ]

@@ -12,6 +12,7 @@ PKGS=(
   ovmf mtools                       # UEFI firmware and EFI partitions
   openssh-client pkg-config ca-certificates
   python3 time                      # make bench: medians, JSON, CPU time
+  curl                              # recipe fetch: release binaries by URL and checksum
 )
 
 missing=()

@@ -1,4 +1,5 @@
 import Foundation
+import Blocking
 import Testing
 @testable import VMCtlCore
 
@@ -128,5 +129,55 @@ struct RecipeTests {
         #expect(ByteSize.parse("0G") == nil)
         #expect(ByteSize.parse("lots") == nil)
         #expect(ByteSize.format(2 << 30) == "2.0 GiB")
+    }
+}
+
+@Suite("Fetched release binaries")
+struct FetchTests {
+    @Test("a download is verified by SHA-256, cached by checksum, and refused when it does not match")
+    func verifyAndCache() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let payload = Data("#!/bin/sh\necho k3s stand-in\n".utf8)
+        try payload.write(to: URL(fileURLWithPath: "\(dir)/release.bin"))
+        // A real HTTP server on 127.0.0.1, so the download path is the one a release URL takes.
+        var port = 0
+        for p in 28_000..<28_100 where Allocation.portIsFree(p) { port = p; break }
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: try Command.require("python3"))
+        server.arguments = ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        for _ in 0..<100 where Allocation.portIsFree(port) { try await Task.sleep(for: .milliseconds(50)) }
+        let url = "http://127.0.0.1:\(port)/release.bin"
+        let sum = "1d4b1b4d1b8b7c2c9e8f0a3d3c4f5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4"   // wrong on purpose
+        let dl = Downloader(cache: "\(dir)/cache")
+        await #expect {
+            _ = try await dl.fetch(.init(url: url, sha256: sum, path: "/usr/local/bin/k3s"))
+        } throws: { e in "\(e)".contains("checksum mismatch") }
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/cache/\(sum)"))
+
+        let real = try Command("sha256sum", ["\(dir)/release.bin"]).checked().split(separator: " ")[0]
+        let path = try await dl.fetch(.init(url: url, sha256: String(real), path: "/usr/local/bin/k3s"))
+        #expect(FileManager.default.contents(atPath: path) == payload)
+        // Cached: the source can go away.
+        try FileManager.default.removeItem(atPath: "\(dir)/release.bin")
+        #expect(try await dl.fetch(.init(url: url, sha256: String(real), path: "/x")) == path)
+        let missing = try await dl.fetch(.init(url: "http://127.0.0.1:\(port)/gone", sha256: String(real), path: "/x"))
+        #expect(missing == path)   // same checksum: served from the cache, never fetched
+    }
+
+    @Test("fetch entries need a 64-hex checksum, a URL and an absolute path")
+    func validation() {
+        var r = Recipe(name: "k")
+        r.fetch = [.init(url: "https://example.invalid/k3s", sha256: "abc", path: "/usr/local/bin/k3s")]
+        #expect(throws: VMCtlError.self) { try r.validate() }
+        r.fetch = [.init(url: "https://example.invalid/k3s", sha256: String(repeating: "a", count: 64), path: "usr/bin/k3s")]
+        #expect(throws: VMCtlError.self) { try r.validate() }
+        r.fetch = [.init(url: "https://example.invalid/k3s", sha256: String(repeating: "a", count: 64), path: "/usr/local/bin/k3s")]
+        #expect(throws: Never.self) { try r.validate() }
     }
 }

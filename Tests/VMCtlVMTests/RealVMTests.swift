@@ -151,6 +151,34 @@ struct RealVMTests {
         }
     }
 
+    @Test("ClusterOS: cluster-os-node, 3 nodes, SLURM + munge + WireGuard bootstrapped as data, cluster test passes")
+    func clusterOS() async throws {
+        let build = try await VMFixture.vmctl(["image", "build", "cluster-os-node"])
+        try #require(build.status == 0, "image build failed: \(build.out)\(build.err)")
+        let name = "it-slurm"
+        try await VMFixture.withCluster(name) {
+            let up = try await VMFixture.vmctl(["cluster", "up", "3", "--name", name, "--image", "cluster-os-node"])
+            try #require(up.status == 0, "up failed:\n\(up.out)\n\(up.err)")
+            #expect(up.out.contains("bootstrap 10/10"))
+            let s = try #require(ClusterRegistry(state: VMFixture.state).load(name))
+            #expect(s.bootstrap?.done == true)
+            #expect(s.bootstrap?.nodeFacts.count == 3)
+            #expect(s.user == "clusteros")
+
+            let test = try await VMFixture.vmctl(["cluster", "test", "--name", name])
+            #expect(test.status == 0, "cluster test:\n\(test.out)\n\(test.err)")
+            for check in ["srun -N3 hostname returns distinct hostnames", "sinfo shows all nodes idle",
+                          "every peer reachable over wg0", "srun in a cgroup-constrained job sees its memory limit"] {
+                #expect(test.out.contains(check), "missing check \(check)")
+            }
+            #expect(test.out.contains(" 0 failed"))
+
+            let clean = try await VMFixture.vmctl(["cluster", "clean", "--name", name])
+            #expect(clean.status == 0)
+            #expect(VMFixture.leftovers(cluster: name) == [])
+        }
+    }
+
     @Test("bad input: unknown image, too many nodes, remote URI, bad name — clear errors, nothing created")
     func badInput() async throws {
         let cases: [([String], String)] = [

@@ -41,6 +41,7 @@ public struct ImageBuilder: Sendable {
                         recipe.resolvedKernel] + (recipe.packages ?? []).sorted() + ["--"] + (recipe.excludePaths ?? []))
         var custom = ["customize", customizeVersion, rootfs, recipe.resolvedUser]
         for f in recipe.files ?? [] { custom += [f.path, f.mode ?? "0644", f.content ?? ""] }
+        for f in recipe.fetch ?? [] { custom += ["fetch", f.sha256, f.path, f.mode ?? "0755"] }
         custom.append("--")
         custom += recipe.commands ?? []
         custom += ["--", Seal.readinessUnit, Seal.readinessScript, Seal.bootingUnit]
@@ -84,7 +85,7 @@ public struct ImageBuilder: Sendable {
         let tree = "\(state.imageStages)/\(keys.customize).root"
         if force || !fm.fileExists(atPath: tree) {
             progress("\(name): stage customize: \(recipe.files?.count ?? 0) files, \(recipe.commands?.count ?? 0) commands, seal")
-            try await CustomizeStage(recipe: recipe).run(tarball: tarball, output: tree)
+            try await CustomizeStage(recipe: recipe, downloads: "\(state.images)/downloads").run(tarball: tarball, output: tree)
         } else {
             progress("\(name): stage customize: cached")
         }

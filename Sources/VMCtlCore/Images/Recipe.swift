@@ -27,6 +27,18 @@ public struct Recipe: Codable, Sendable, Equatable {
         }
     }
 
+    /// A release binary fetched at build time by URL and verified by SHA-256 (e.g. K3s, which
+    /// Debian does not package). Downloads are cached by checksum.
+    public struct Fetch: Codable, Sendable, Equatable {
+        public var url: String
+        public var sha256: String
+        public var path: String
+        public var mode: String?
+        public init(url: String, sha256: String, path: String, mode: String? = nil) {
+            self.url = url; self.sha256 = sha256; self.path = path; self.mode = mode
+        }
+    }
+
     public var name: String
     public var description: String?
     /// Another recipe this one extends: lists are appended, scalars overridden.
@@ -56,10 +68,12 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var roles: [String: [String]]?
     /// Steps run over SSH once every node is up, in order.
     public var bootstrap: [BootstrapStep]?
+    /// Release binaries to download, verify and place in the image.
+    public var fetch: [Fetch]?
 
     enum CodingKeys: String, CodingKey {
         case name, description, base, distribution, suite, components, mirror, variant, kernel, packages
-        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks, roles, bootstrap
+        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks, roles, bootstrap, fetch
     }
 
     public init(name: String) { self.name = name }
@@ -86,6 +100,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         r.checks = (base.checks ?? []) + (checks ?? [])
         r.roles = (base.roles ?? [:]).merging(roles ?? [:]) { _, mine in mine }
         r.bootstrap = (base.bootstrap ?? []) + (bootstrap ?? [])
+        r.fetch = (base.fetch ?? []) + (fetch ?? [])
         return r
     }
 
@@ -120,6 +135,14 @@ public struct Recipe: Codable, Sendable, Equatable {
             }
         }
         for step in bootstrap ?? [] { try step.validate(recipe: name) }
+        for f in fetch ?? [] {
+            guard f.sha256.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+                throw VMCtlError.usage("recipe \(name): fetch \(f.url) needs sha256 as 64 lower-case hex digits")
+            }
+            guard f.path.hasPrefix("/"), URL(string: f.url)?.scheme != nil else {
+                throw VMCtlError.usage("recipe \(name): fetch needs an absolute path and a URL (got \(f.path), \(f.url))")
+            }
+        }
         let user = resolvedUser
         guard user.range(of: "^[a-z_][a-z0-9_-]{0,31}$", options: .regularExpression) != nil else {
             throw VMCtlError.usage("recipe \(name): user '\(user)' is not a valid Linux user name")

@@ -32,6 +32,8 @@ struct RootfsStage {
 /// Stage 2: recipe files and commands, vmctl's readiness unit, then the seal.
 struct CustomizeStage {
     let recipe: Recipe
+    /// Where fetched binaries are cached by checksum.
+    let downloads: String
 
     func run(tarball: String, output: String) async throws {
         let fm = FileManager.default
@@ -42,6 +44,14 @@ struct CustomizeStage {
             // xattrs carry file capabilities (ping's cap_net_raw); without them they are lost.
             try await Command("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", tarball, "-C", tmp]).checkedAsync()
             for f in recipe.files ?? [] { try Self.place(f, in: tmp) }
+            for f in recipe.fetch ?? [] {
+                let cached = try await Downloader(cache: downloads).fetch(f)
+                let dest = tmp + f.path
+                try fm.createDirectory(atPath: (dest as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try? fm.removeItem(atPath: dest)
+                try fm.copyItem(atPath: cached, toPath: dest)
+                chmod(dest, mode_t(UInt16(f.mode ?? "0755", radix: 8) ?? 0o755))
+            }
             try Seal.installReadinessUnit(in: tmp)
             let commands = recipe.commands ?? []
             if !commands.isEmpty { try await Self.chroot(tmp, commands: commands, recipe: recipe.name) }

@@ -28,6 +28,9 @@ public final class FrameSwitch {
         signal(SIGHUP, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
+        // vmctl ignores SIGTERM (it becomes cancellation) and ignored signals survive exec:
+        // restore the default so `down` and `clean` can stop the switch.
+        signal(SIGTERM, SIG_DFL)
         try listen()
         try AtomicFile.write("\(getpid())\n", to: pidFile)
         while true { step(timeoutMs: -1) }
