@@ -114,6 +114,27 @@ for n in $NODES; do
   ROWS+="| cluster up $n, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
 done
 
+# --- ClusterOS (SLURM=0 skips): cold build, one-file rebuild, up 3 to `srun -N3` answering ----------
+SLURMROWS=""
+if [ "${SLURM:-1}" = 1 ]; then
+  log "cluster-os-node: cold build"
+  rm -rf "$VMCTL_HOME/images/stages" "$VMCTL_HOME/images/store" "$VMCTL_HOME/images/tags"
+  t0=$(now); "$VMCTL" image build cluster-os-node >&2; t1=$(now); SCOLD=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  sed -i "s|ConstrainCores=yes|ConstrainCores=yes\n      # bench $(date +%s%N)|" "$WORK/recipes/cluster-os-node.yaml"
+  t0=$(now); VMCTL_RECIPES="$WORK/recipes" "$VMCTL" image build cluster-os-node >&2; t1=$(now); SONE=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  "$VMCTL" image build cluster-os-node >&2
+  log "cluster-os-node: up 3 to srun -N3"
+  t0=$(now)
+  "$VMCTL" cluster up 3 --image cluster-os-node --name benchslurm >/dev/null
+  "$VMCTL" cluster ssh --name benchslurm node1 -- srun -N3 hostname >/dev/null
+  t1=$(now); SUP=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  "$VMCTL" cluster clean --name benchslurm >/dev/null
+  SLURMROWS="| cluster-os-node image build, cold | ${SCOLD} s | | | | |
+| cluster-os-node rebuild, one recipe file changed | ${SONE} s | | | | |
+| 3-node SLURM cluster, \`cluster up\` to \`srun -N3\` answering | ${SUP} s | | | | |
+"
+fi
+
 echo
 echo "vmctl bench: $IMAGE, TCG, 2 vCPUs and 2 GiB per guest, $(nproc) host cores; medians of $RUNS (1 VM) and $CRUNS (clusters) runs"
 echo
@@ -124,3 +145,4 @@ echo "| image build, warm (nothing changed) | ${WARM} s | | | | |"
 echo "| image rebuild, one recipe file changed | ${ONEFILE} s | | | | |"
 echo "| boot 1 VM to SSH-verified | ${V1} s | ${B1} s | $(ratio "$V1" "$B1") | $C1 s | $RV1 / $RB1 MiB |"
 printf "%s" "$ROWS"
+printf "%s" "$SLURMROWS"
