@@ -91,22 +91,8 @@ struct RealVMTests {
         try await VMFixture.ensureImage()
         let name = "it-kill"
         try await VMFixture.withCluster(name) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: VMFixture.binary)
-            p.arguments = ["cluster", "up", "2", "--name", name, "--memory", "1G"]
-            p.environment = VMFixture.environment
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            // Wait until both guests are booting (QEMU running), then kill vmctl outright.
-            let stateFile = ClusterPaths(state: VMFixture.state, name: name).stateFile
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                if let s = try? AtomicFile.readJSON(ClusterState.self, from: stateFile),
-                   s.nodes.allSatisfy({ $0.phase == .booting }) { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-            try await Task.sleep(for: .seconds(1))
+            // Once both guests are booting (QEMU running), kill vmctl outright.
+            let p = try await VMFixture.upUntilBooting(name, nodes: 2, stderr: FileHandle.nullDevice)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             #expect(!VMFixture.leftovers(cluster: name).isEmpty, "guests should still run after vmctl died")
@@ -125,21 +111,8 @@ struct RealVMTests {
         try await VMFixture.ensureImage()
         let name = "it-int"
         try await VMFixture.withCluster(name) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: VMFixture.binary)
-            p.arguments = ["cluster", "up", "1", "--name", name, "--memory", "1G"]
-            p.environment = VMFixture.environment
             let err = Pipe()
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = err
-            try p.run()
-            let stateFile = ClusterPaths(state: VMFixture.state, name: name).stateFile
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                if let s = try? AtomicFile.readJSON(ClusterState.self, from: stateFile), s.nodes.allSatisfy({ $0.phase == .booting }) { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-            try await Task.sleep(for: .seconds(1))
+            let p = try await VMFixture.upUntilBooting(name, nodes: 1, stderr: err)
             #expect(!VMFixture.leftovers(cluster: name).isEmpty)
             kill(p.processIdentifier, SIGINT)
             p.waitUntilExit()

@@ -74,6 +74,27 @@ enum VMFixture {
         _ = try? await vmctl(["cluster", "clean", "--name", name])
     }
 
+    /// Starts `vmctl cluster up` in the background and returns once every node is booting
+    /// (QEMU running), so a test can interrupt it mid-boot.
+    static func upUntilBooting(_ name: String, nodes: Int, stderr: Any) async throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["cluster", "up", String(nodes), "--name", name, "--memory", "1G"]
+        p.environment = environment
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = stderr
+        try p.run()
+        let stateFile = ClusterPaths(state: state, name: name).stateFile
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let s = try? AtomicFile.readJSON(ClusterState.self, from: stateFile),
+               s.nodes.allSatisfy({ $0.phase == .booting }) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .seconds(1))
+        return p
+    }
+
     /// Processes of ours still alive for `cluster`: QEMU guests and the switch.
     static func leftovers(cluster: String) -> [String] {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
