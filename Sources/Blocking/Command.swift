@@ -24,7 +24,7 @@ public struct Command: Sendable {
         "xorrisofs": "xorriso", "xorriso": "xorriso", "qemu-img": "qemu-utils",
         "qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap", "mkfs.ext4": "e2fsprogs",
         "vde_switch": "vde2", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
-        "mcopy": "mtools", "mformat": "mtools", "sfdisk": "fdisk", "dnsmasq": "dnsmasq-base", "ip": "iproute2", "curl": "curl", "python3": "python3",
+        "mcopy": "mtools", "mformat": "mtools", "mmd": "mtools", "cpio": "cpio", "gzip": "gzip", "sfdisk": "fdisk", "dnsmasq": "dnsmasq-base", "ip": "iproute2", "curl": "curl", "python3": "python3",
     ]
 
     /// The absolute path of `tool`, searching PATH and the sbin directories (mkfs.ext4 lives there).

@@ -62,7 +62,7 @@ extension DomainSpec {
                 w.leaf("kernel", [:], boot.kernel)
                 if let initrd = boot.initrd { w.leaf("initrd", [:], initrd) }
                 w.leaf("cmdline", [:], boot.cmdline)
-            } else {
+            } else if !disks.contains(where: { $0.bootOrder != nil }) {
                 w.empty("boot", ["dev": "hd"])
             }
         }
@@ -70,13 +70,14 @@ extension DomainSpec {
 
     private func writeDevices(_ w: inout XMLWriter) {
         for d in disks {
-            w.element("disk", ["type": "file", "device": "disk"]) { w in
+            w.element("disk", ["type": "file", "device": d.device.rawValue]) { w in
                 // Test guests are throw-away: no host fsync per guest flush.
                 w.empty("driver", ["name": "qemu", "type": d.format.rawValue, "cache": "unsafe",
-                                   "discard": d.readOnly ? nil : "unmap"])
+                                   "discard": d.readOnly || d.device == .cdrom ? nil : "unmap"])
                 w.empty("source", ["file": d.path])
-                w.empty("target", ["dev": d.target, "bus": "virtio"])
-                if d.readOnly { w.empty("readonly") }
+                w.empty("target", ["dev": d.target, "bus": d.bus.rawValue])
+                if let order = d.bootOrder { w.empty("boot", ["order": String(order)]) }
+                if d.readOnly || d.device == .cdrom { w.empty("readonly") }
             }
         }
         for nic in nics {

@@ -14,15 +14,23 @@ public struct DomainSpec: Sendable, Equatable {
         }
     }
 
-    /// A disk image attached over virtio.
+    /// A disk image: virtio by default; a USB stick or a SATA CD-ROM for bootable media.
     public struct Disk: Sendable, Equatable {
         public enum Format: String, Sendable { case qcow2, raw }
+        public enum Bus: String, Sendable { case virtio, sata, usb }
+        public enum Device: String, Sendable { case disk, cdrom }
         public var path: String
         public var format: Format
         public var target: String
         public var readOnly: Bool
-        public init(path: String, format: Format, target: String, readOnly: Bool = false) {
+        public var bus: Bus
+        public var device: Device
+        /// Firmware boot priority (1 first); nil leaves it to `<os><boot>`.
+        public var bootOrder: Int?
+        public init(path: String, format: Format, target: String, readOnly: Bool = false,
+                    bus: Bus = .virtio, device: Device = .disk, bootOrder: Int? = nil) {
             self.path = path; self.format = format; self.target = target; self.readOnly = readOnly
+            self.bus = bus; self.device = device; self.bootOrder = bootOrder
         }
     }
 

@@ -15,10 +15,17 @@ public struct Image: Codable, Sendable, Equatable {
     /// Cluster bootstrap from the recipe (nil for images without one).
     public var bootstrap: [BootstrapStep]?
     public var roles: [String: [String]]?
+    /// For bootable images: the partitioned UEFI disk's layout (`disk.raw`).
+    public var layout: DiskLayout?
+    public static let rawDiskName = "disk.raw"
 
     public var rootDisk: String { "\(directory)/root.qcow2" }
     public var kernel: String { "\(directory)/vmlinuz" }
     public var initrd: String { "\(directory)/initrd.img" }
+    /// The bootable raw disk, when the image has one.
+    public var rawDisk: String? { layout == nil ? nil : "\(directory)/\(Self.rawDiskName)" }
+    /// Signed EFI loaders kept beside a bootable image: shimx64.efi, gcdx64.efi, mmx64.efi.
+    public var efiDirectory: String { "\(directory)/efi" }
     public var shortHash: String { String(hash.prefix(12)) }
 }
 

@@ -54,7 +54,8 @@ public struct ImageBuilder: Sendable {
                      String(decoding: (try? enc.encode(recipe.checks ?? [])) ?? Data(), as: UTF8.self),
                      String(decoding: (try? enc.encode(recipe.bootstrap ?? [])) ?? Data(), as: UTF8.self),
                      String(decoding: (try? enc.encode(recipe.roles ?? [:])) ?? Data(), as: UTF8.self)]
-        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize] + usage)
+        let bootable = recipe.isBootable ? ["bootable", BootableDisk.version] : []
+        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize] + usage + bootable)
         return StageKeys(rootfs: rootfs, customize: customize, disk: disk)
     }
 
@@ -89,7 +90,7 @@ public struct ImageBuilder: Sendable {
         } else {
             progress("\(name): stage customize: cached")
         }
-        progress("\(name): stage disk: mkfs.ext4 -d, qcow2, kernel, initrd")
+        progress("\(name): stage disk: mkfs.ext4 -d, qcow2, kernel, initrd" + (recipe.isBootable ? ", UEFI disk (GPT, ESP, CIDATA)" : ""))
         let img = try await DiskStage(recipe: recipe, hash: keys.disk).run(tree: tree, storeDir: state.imageStore)
         try store.tag(img)
         pruneStages(keep: [tarball, tree])

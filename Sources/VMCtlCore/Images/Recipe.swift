@@ -39,6 +39,31 @@ public struct Recipe: Codable, Sendable, Equatable {
         }
     }
 
+    /// What changes for real hardware (USB stick, installer ISO): the generic kernel with its
+    /// drivers, firmware components, the signed bootloader, first-boot growth, Wi-Fi. The
+    /// hardware variant is `NAME-hw`: this recipe with the block laid over it.
+    public struct Hardware: Codable, Sendable, Equatable {
+        public var kernel: String?
+        public var components: [String]?
+        public var packages: [String]?
+        public var files: [File]?
+        public var commands: [String]?
+        /// Kernel command line for GRUB on the bootable disk (root= is added by vmctl).
+        public var cmdline: String?
+        public init() {}
+
+        func layered(over base: Hardware?) -> Hardware {
+            var h = base ?? Hardware()
+            h.kernel = kernel ?? h.kernel
+            h.components = components ?? h.components
+            h.packages = (h.packages ?? []) + (packages ?? [])
+            h.files = (h.files ?? []) + (files ?? [])
+            h.commands = (h.commands ?? []) + (commands ?? [])
+            h.cmdline = cmdline ?? h.cmdline
+            return h
+        }
+    }
+
     public var name: String
     public var description: String?
     /// Another recipe this one extends: lists are appended, scalars overridden.
@@ -70,10 +95,17 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var bootstrap: [BootstrapStep]?
     /// Release binaries to download, verify and place in the image.
     public var fetch: [Fetch]?
+    /// Overrides for the hardware variant (`NAME-hw`).
+    public var hardware: Hardware?
+    /// Also build the partitioned UEFI disk (`disk.raw`): set for hardware variants.
+    public var bootable: Bool?
+
+    /// Suffix of the hardware variant's name.
+    public static let hardwareSuffix = "-hw"
 
     enum CodingKeys: String, CodingKey {
         case name, description, base, distribution, suite, components, mirror, variant, kernel, packages
-        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks, roles, bootstrap, fetch
+        case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks, roles, bootstrap, fetch, hardware, bootable
     }
 
     public init(name: String) { self.name = name }
@@ -101,6 +133,29 @@ public struct Recipe: Codable, Sendable, Equatable {
         r.roles = (base.roles ?? [:]).merging(roles ?? [:]) { _, mine in mine }
         r.bootstrap = (base.bootstrap ?? []) + (bootstrap ?? [])
         r.fetch = (base.fetch ?? []) + (fetch ?? [])
+        r.hardware = hardware.map { $0.layered(over: base.hardware) } ?? base.hardware
+        r.bootable = bootable ?? base.bootable
+        return r
+    }
+
+    /// The hardware variant: this recipe with its `hardware` block applied, built as a
+    /// bootable UEFI disk. Files and commands come after the recipe's own, so they override.
+    public func hardwareVariant() throws -> Recipe {
+        guard let h = hardware else {
+            throw VMCtlError.usage("recipe \(name) has no `hardware:` block (kernel, bootloader, drivers), "
+                + "so it has no USB/ISO variant; add one or base it on debian-12")
+        }
+        var r = self
+        r.name = name + Self.hardwareSuffix
+        r.description = (description ?? name) + " (hardware variant)"
+        r.kernel = h.kernel ?? "linux-image-amd64"
+        r.components = h.components ?? components
+        r.packages = (packages ?? []) + (h.packages ?? [])
+        r.files = (files ?? []) + (h.files ?? [])
+        r.commands = (commands ?? []) + (h.commands ?? [])
+        r.cmdline = h.cmdline ?? cmdline
+        r.hardware = nil
+        r.bootable = true
         return r
     }
 
@@ -113,6 +168,7 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var resolvedUser: String { user ?? "vmctl" }
     public var resolvedRootSize: String { rootSize ?? "2G" }
     public var resolvedCmdline: String { cmdline ?? "console=ttyS0" }
+    public var isBootable: Bool { bootable ?? false }
 
     /// Checks the recipe makes sense before anything is built.
     public func validate() throws {

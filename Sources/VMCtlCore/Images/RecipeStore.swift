@@ -30,8 +30,15 @@ public struct RecipeStore: Sendable {
     }
 
     /// The recipe called `name`, with its `base` chain applied and validated.
+    /// `NAME-hw` (with no file of its own) is NAME's hardware variant.
     public func load(_ name: String) throws -> Recipe {
         var seen: [String] = []
+        if name.hasSuffix(Recipe.hardwareSuffix), !FileManager.default.fileExists(atPath: "\(directory)/\(name).yaml") {
+            let baseName = String(name.dropLast(Recipe.hardwareSuffix.count))
+            let variant = try load(baseName, seen: &seen).hardwareVariant()
+            try variant.validate()
+            return variant
+        }
         return try load(name, seen: &seen)
     }
 
@@ -62,15 +69,21 @@ public struct RecipeStore: Sendable {
     /// Reads `source:` files so the recipe (and its hash) carries their content.
     private func inlineSources(_ r: Recipe) throws -> Recipe {
         var r = r
-        r.files = try r.files?.map { f in
+        r.files = try inline(r.files, recipe: r.name)
+        let hwFiles = try inline(r.hardware?.files, recipe: r.name)
+        r.hardware?.files = hwFiles
+        return r
+    }
+
+    private func inline(_ files: [Recipe.File]?, recipe: String) throws -> [Recipe.File]? {
+        try files?.map { f in
             guard let src = f.source else { return f }
             let p = src.hasPrefix("/") ? src : "\(directory)/\(src)"
             guard let c = try? String(contentsOfFile: p, encoding: .utf8) else {
-                throw VMCtlError.usage("recipe \(r.name): file \(f.path) names source \(p), which cannot be read")
+                throw VMCtlError.usage("recipe \(recipe): file \(f.path) names source \(p), which cannot be read")
             }
             return Recipe.File(path: f.path, content: c, source: nil, mode: f.mode)
         }
-        return r
     }
 
     /// Parses recipe YAML; errors say which line.

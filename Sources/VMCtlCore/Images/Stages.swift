@@ -127,11 +127,24 @@ struct DiskStage {
             let (kernel, initrd) = try Self.bootFiles(in: tree)
             try fm.copyItem(atPath: kernel, toPath: "\(tmp)/vmlinuz")
             try fm.copyItem(atPath: initrd, toPath: "\(tmp)/initrd.img")
+            var layout: DiskLayout?
+            if recipe.isBootable {
+                let (used, count) = try await Self.usage(of: tree)
+                let l = DiskLayout.plan(rootBytes: DiskLayout.rootSize(usedBytes: used, files: count), seed: hash)
+                try await BootableDisk(layout: l, cmdline: recipe.resolvedCmdline, title: recipe.name)
+                    .write(tree: tree, to: "\(tmp)/\(Image.rawDiskName)")
+                // The signed loaders again, for the installer ISO (its GRUB is the CD build).
+                try fm.createDirectory(atPath: "\(tmp)/efi", withIntermediateDirectories: true)
+                for f in [BootableDisk.shim, BootableDisk.grubCD, BootableDisk.mokManager] where fm.fileExists(atPath: tree + f) {
+                    try fm.copyItem(atPath: tree + f, toPath: "\(tmp)/efi/" + ((f as NSString).lastPathComponent as NSString).deletingPathExtension)
+                }
+                layout = l
+            }
             let attrs = try fm.attributesOfItem(atPath: "\(tmp)/root.qcow2")
             var img = Image(name: recipe.name, hash: hash, created: Date(), directory: final,
                             user: recipe.resolvedUser, cmdline: recipe.resolvedCmdline, checks: recipe.checks ?? [],
                             sizeBytes: (attrs[.size] as? UInt64) ?? 0,
-                            bootstrap: recipe.bootstrap, roles: recipe.roles)
+                            bootstrap: recipe.bootstrap, roles: recipe.roles, layout: layout)
             try AtomicFile.writeJSON(img, to: "\(tmp)/manifest.json")
             try? fm.removeItem(atPath: final)
             try fm.moveItem(atPath: tmp, toPath: final)
@@ -141,6 +154,17 @@ struct DiskStage {
             try? fm.removeItem(atPath: tmp)
             throw error
         }
+    }
+
+    /// Bytes the tree occupies on disk and how many entries it has.
+    static func usage(of tree: String) async throws -> (UInt64, Int) {
+        let du = try await Command("du", ["-sx", "-B1", tree]).checkedAsync()
+        guard let used = UInt64(du.split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") else {
+            throw VMCtlError("cannot measure \(tree): du printed '\(du)'")
+        }
+        var count = 0
+        if let e = FileManager.default.enumerator(atPath: tree) { while e.nextObject() != nil { count += 1 } }
+        return (used, count)
     }
 
     /// The newest kernel and its initrd under `tree/boot`.
