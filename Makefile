@@ -6,7 +6,7 @@ VMCTL   := .build/debug/vmctl
 PREREQS := .build/.prereqs-ok
 
 .PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
-        vm-status vm-info vm-stop vm-start vm-clean bench doctor clean
+        vm-status vm-info vm-stop vm-start vm-clean usb bench doctor clean
 
 all: build
 
@@ -59,6 +59,12 @@ vm-start: build
 	$(VMCTL) cluster start --name $(NAME)
 vm-clean: build
 	$(VMCTL) cluster clean --name $(NAME)
+
+# Seed 001's hardware step: dist/cluster-os-usb.img.gz (dd to a USB stick) and
+# dist/cluster-os-installer.iso, booted and SSH-verified in QEMU under OVMF (VERIFY= to skip).
+VERIFY ?= --verify
+usb: build
+	$(VMCTL) image usb $(IMAGE) --output dist $(VERIFY)
 
 # Markdown table of timings against bare QEMU in the same run.
 bench: image

@@ -135,6 +135,41 @@ if [ "${SLURM:-1}" = 1 ]; then
 "
 fi
 
+# --- USB media (USB=0 skips): cold and warm `image usb`, USB image boot vs bare QEMU + OVMF --------
+USBROWS=""
+if [ "${USB:-1}" = 1 ]; then
+  log "image usb cluster-os-node: cold (hardware variant built from scratch)"
+  rm -rf "$VMCTL_HOME/images/stages" "$VMCTL_HOME/images/store" "$VMCTL_HOME/images/tags"
+  t0=$(now); "$VMCTL" image usb cluster-os-node --output "$WORK/dist" >&2; t1=$(now); UCOLD=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  t0=$(now); "$VMCTL" image usb cluster-os-node --output "$WORK/dist" >&2; t1=$(now); UWARM=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  log "USB image: vmctl verify boot (Secure Boot on) vs bare QEMU with the same firmware, disk and NIC"
+  "$VMCTL" image usb cluster-os-node --output "$WORK/dist" --verify --no-iso > "$WORK/verify.out"
+  UV=$(sed -n 's/.*usb-secure: SSH-verified in \([0-9.]*\)s.*/\1/p' "$WORK/verify.out")
+  zcat "$WORK/dist/cluster-os-usb.img.gz" | cp --sparse=always /dev/stdin "$WORK/usb.raw"
+  SIZE=$(( $(stat -c %s "$WORK/usb.raw") + 2147483648 ))
+  qemu-img create -q -f qcow2 -F raw -b "$WORK/usb.raw" "$WORK/usb.qcow2" "$SIZE"
+  cp /usr/share/OVMF/OVMF_VARS_4M.ms.fd "$WORK/vars.fd"
+  t0=$(now)
+  qemu-system-x86_64 -machine q35,smm=on -accel tcg -cpu qemu64 -m 2048 -smp 2 -display none -serial none \
+    -global driver=cfi.pflash01,property=secure,value=on \
+    -drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.ms.fd,readonly=on \
+    -drive if=pflash,format=raw,unit=1,file="$WORK/vars.fd" \
+    -device qemu-xhci -drive if=none,id=usb,file="$WORK/usb.qcow2",format=qcow2,cache=unsafe -device usb-storage,drive=usb \
+    -netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2899-:22 -device virtio-net-pci,netdev=n0 &
+  QPIDS+=($!)
+  until ssh -q -i "$WORK/dist/cluster-os-usb.id_ed25519" -o UserKnownHostsFile="$WORK/dist/cluster-os-usb.known_hosts" \
+      -o StrictHostKeyChecking=yes -o ConnectTimeout=2 -o BatchMode=yes -p 2899 clusteros@127.0.0.1 true 2>/dev/null; do
+    sleep 1
+    [ "$(python3 -c "print(int($(now)-$t0))")" -lt 600 ] || { log "bare USB boot timed out"; break; }
+  done
+  t1=$(now); UB=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  kill -9 "${QPIDS[-1]}" 2>/dev/null || true
+  USBROWS="| \`image usb\` cluster-os-node, cold (hardware variant + USB image + ISO) | ${UCOLD} s | | | | |
+| \`image usb\` cluster-os-node, warm (image cached: new keys, seed, gzip, ISO) | ${UWARM} s | | | | |
+| USB image, UEFI Secure Boot, boot to SSH-verified | ${UV} s | ${UB} s | $(ratio "$UV" "$UB") | | |
+"
+fi
+
 echo
 echo "vmctl bench: $IMAGE, TCG, 2 vCPUs and 2 GiB per guest, $(nproc) host cores; medians of $RUNS (1 VM) and $CRUNS (clusters) runs"
 echo
@@ -146,3 +181,4 @@ echo "| image rebuild, one recipe file changed | ${ONEFILE} s | | | | |"
 echo "| boot 1 VM to SSH-verified | ${V1} s | ${B1} s | $(ratio "$V1" "$B1") | $C1 s | $RV1 / $RB1 MiB |"
 printf "%s" "$ROWS"
 printf "%s" "$SLURMROWS"
+printf "%s" "$USBROWS"

@@ -48,9 +48,7 @@ extension SeedConfig {
     public func networkConfig() throws -> String {
         var ethernets: [String: Any] = [:]
         for i in interfaces {
-            let match = i.namePattern.map { ["name": $0] } ?? ["macaddress": i.mac]
-            var e: [String: Any] = ["match": match, "dhcp4": i.dhcp, "dhcp6": false]
-            if !i.addresses.isEmpty { e["addresses"] = i.addresses }
+            var e: [String: Any] = ["match": ["macaddress": i.mac], "addresses": i.addresses, "dhcp4": false, "dhcp6": false]
             if let gw = i.gateway { e["routes"] = [["to": "0.0.0.0/0", "via": gw]] }
             if !i.nameservers.isEmpty { e["nameservers"] = ["addresses": i.nameservers] }
             ethernets[i.id] = e

@@ -14,8 +14,7 @@ public struct SeedConfig: Sendable, Equatable {
         public init(privateKey: String, publicKey: String) { self.privateKey = privateKey; self.publicKey = publicKey }
     }
 
-    /// One NIC, matched by MAC, with static addresses (no DHCP wait); or, on hardware whose
-    /// MACs are unknown at build time, matched by a name pattern with DHCP.
+    /// One NIC, matched by MAC, with static addresses (no DHCP wait).
     public struct Interface: Sendable, Equatable {
         public var id: String
         public var mac: String
@@ -23,20 +22,8 @@ public struct SeedConfig: Sendable, Equatable {
         public var addresses: [String]
         public var gateway: String?
         public var nameservers: [String]
-        /// A name pattern (`e*`) to match instead of the MAC.
-        public var namePattern: String?
-        public var dhcp: Bool
         public init(id: String, mac: String, addresses: [String], gateway: String? = nil, nameservers: [String] = []) {
             self.id = id; self.mac = mac; self.addresses = addresses; self.gateway = gateway; self.nameservers = nameservers
-            self.dhcp = false
-        }
-
-        /// Every NIC whose name matches `pattern`, configured by DHCP.
-        public static func dhcp(id: String, namePattern: String) -> Interface {
-            var i = Interface(id: id, mac: "", addresses: [])
-            i.namePattern = namePattern
-            i.dhcp = true
-            return i
         }
     }
 

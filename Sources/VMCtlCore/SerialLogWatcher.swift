@@ -71,7 +71,10 @@ public enum SerialLogWatcher {
 
     /// The last `lines` lines of `path`, for error messages.
     public static func tail(_ path: String, lines: Int = 15) -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "(no serial log at \(path))" }
+        guard let data = FileManager.default.contents(atPath: path) else { return "(no serial log at \(path))" }
+        // Firmware output is not always UTF-8 (box drawing in code page 437), and has escapes.
+        let text = String(decoding: data.suffix(64 * 1024), as: UTF8.self)
+            .replacingOccurrences(of: "\u{1B}\\[[0-9;=?]*[A-Za-z]", with: "", options: .regularExpression)
         let clean = text.replacingOccurrences(of: "\r", with: "")
             .filter { $0 == "\n" || $0 == "\t" || !($0.asciiValue.map { $0 < 32 || $0 == 127 } ?? false) }
         return clean.split(separator: "\n", omittingEmptySubsequences: true).suffix(lines).joined(separator: "\n")

@@ -152,6 +152,35 @@ struct RealVMTests {
         }
     }
 
+    @Test("USB media: cluster-os-node's USB image boots under OVMF with Secure Boot on and off, the ISO installs to a blank disk that boots; all SSH-verified")
+    func usbMedia() async throws {
+        let out = "\(VMFixture.home)/dist-test"
+        try? FileManager.default.removeItem(atPath: out)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let secret = "\(VMFixture.home)/wifi-psk-test"
+        try "not-a-real-key-1234\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        let r = try await VMFixture.vmctl(["image", "usb", "cluster-os-node", "--output", out, "--verify",
+                                           "--wifi-ssid", "vmctl-lab", "--wifi-psk-file", secret])
+        try #require(r.status == 0, "image usb --verify failed:\n\(r.out)\n\(r.err)")
+        let fm = FileManager.default
+        for f in ["cluster-os-usb.img.gz", "cluster-os-installer.iso", "cluster-os-usb.id_ed25519", "cluster-os-usb.known_hosts"] {
+            #expect(fm.fileExists(atPath: "\(out)/\(f)"), "missing \(f)")
+        }
+        // Every boot reached SSH with the expected firmware mode, and the root grew on first boot.
+        for line in ["usb-secure: SSH-verified", "usb-plain: SSH-verified", "installer: vmctl-installed /dev/vda", "installed: SSH-verified"] {
+            #expect(r.out.contains(line), "missing '\(line)' in:\n\(r.out)")
+        }
+        #expect(r.out.contains("secureboot=1"))
+        #expect(r.out.contains("secureboot=0"))
+        // The ISO is EFI El Torito and the Wi-Fi key is only on the media, never in the image store.
+        let iso = try await VMFixture.run("/usr/bin/xorriso", ["-indev", "\(out)/cluster-os-installer.iso", "-report_el_torito", "plain"])
+        #expect(iso.contains("UEFI"), "\(iso)")
+        let grep = try await VMFixture.run("/bin/sh", ["-c", "grep -rl not-a-real-key-1234 \(VMFixture.home)/images/store || true"])
+        #expect(grep.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "Wi-Fi key found in the image store: \(grep)")
+        #expect(VMFixture.leftoverVerifyGuests() == [])
+    }
+
     @Test("bad input: unknown image, too many nodes, remote URI, bad name — clear errors, nothing created")
     func badInput() async throws {
         let cases: [([String], String)] = [

@@ -106,4 +106,30 @@ enum VMFixture {
             return qemu || sw ? "\(pid): \(cmd.prefix(120))" : nil
         }
     }
+
+    /// QEMU processes of `image usb --verify` guests still running.
+    static func leftoverVerifyGuests() -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return pids.compactMap { pid -> String? in
+            guard Int(pid) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let cmd = String(decoding: raw.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return cmd.contains("qemu-system") && cmd.contains("guest=vmctl-verify-") ? "\(pid): \(cmd.prefix(120))" : nil
+        }
+    }
+
+    /// Runs a host tool and returns its standard output.
+    static func run(_ tool: String, _ args: [String]) async throws -> String {
+        try await Task.detached {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: tool)
+            p.arguments = args
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }.value
+    }
 }

@@ -10,6 +10,7 @@ struct ImageCommand: AsyncParsableCommand {
               vmctl image build debian-12 --force   rebuild every stage
               vmctl image list --json
               vmctl image rm debian-12
+              vmctl image usb cluster-os-node     USB image + installer ISO in dist/
             """,
-        subcommands: [ImageBuild.self, ImageList.self, ImageRm.self])
+        subcommands: [ImageBuild.self, ImageUSB.self, ImageList.self, ImageRm.self])
 }

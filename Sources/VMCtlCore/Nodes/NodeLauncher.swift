@@ -109,55 +109,18 @@ public struct NodeLauncher: Sendable {
     /// authenticated SSH session with the pinned host key. Returns the marker line.
     public func waitReady(_ plan: NodePlan, from offset: UInt64, deadline: ContinuousClock.Instant,
                           onCloudInit: @escaping @Sendable () -> Void = {}) async throws -> String {
-        let conn = connection
-        let name = plan.domainName
-        let guestSaid = GuestComplaint()
-        let outcome = try await onOwnThreadCancellable("ready.\(plan.name)") { flag in
-            SerialLogWatcher.wait(path: plan.serialLog, from: offset, marker: Seal.readyMarker, deadline: deadline,
-                                  cancel: flag, stopIf: {
-                if let complaint = guestSaid.line { return "the guest reported: \(complaint)" }
-                guard let d = try? conn.domain(named: name) else { return "domain is gone" }
-                defer { d.close() }
-                return (try? d.isActive()) == false ? "the guest stopped" : nil
-            }, onLine: { line in
+        let line = try await GuestWatch(connection: connection, domainName: plan.domainName, node: plan.name,
+                                        serialLog: plan.serialLog)
+            .waitFor(Seal.readyMarker, from: offset, deadline: deadline) { line in
                 if line.contains(Seal.bootingMarker) { onCloudInit() }
-                if line.contains("vmctl-failed") { guestSaid.line = line }
-            })
-        }
-        switch outcome {
-        case .found(let line):
-            try await verifySSH(plan, deadline: deadline)
-            return line
-        case .timedOut:
-            throw NodeFailure(node: plan.name, reason: "no readiness line on its serial console in time",
-                              serialTail: SerialLogWatcher.tail(plan.serialLog))
-        case .stopped(let why):
-            throw NodeFailure(node: plan.name, reason: why, serialTail: SerialLogWatcher.tail(plan.serialLog))
-        case .cancelled:
-            throw CancellationError()
-        }
+            }
+        try await verifySSH(plan, deadline: deadline)
+        return line
     }
 
-    /// One authenticated command over libssh2 with the pinned key. sshd has announced
-    /// itself already, so only a short, bounded retry covers the forwarder's first accept.
+    /// One authenticated command over libssh2 with the pinned key.
     public func verifySSH(_ plan: NodePlan, deadline: ContinuousClock.Instant) async throws {
-        let target = try sshTarget(plan)
-        var lastError: Error?
-        for attempt in 0..<20 {
-            if ContinuousClock.now > deadline { break }
-            do {
-                let r = try await SSHSession.run(target, "true", timeout: .seconds(15))
-                if r.status == 0 { return }
-                lastError = VMCtlError("`true` exited \(r.status): \(r.stderr)")
-            } catch let e as SSHError where e.kind == .hostKeyMismatch || e.kind == .auth {
-                throw NodeFailure(node: plan.name, reason: e.description, serialTail: "")
-            } catch {
-                lastError = error
-            }
-            try await Task.sleep(for: .milliseconds(200 * (attempt + 1)))
-        }
-        throw NodeFailure(node: plan.name, reason: "SSH did not answer: \(lastError.map { "\($0)" } ?? "timed out")",
-                          serialTail: SerialLogWatcher.tail(plan.serialLog))
+        try await GuestWatch.verifySSH(try sshTarget(plan), node: plan.name, serialLog: plan.serialLog, deadline: deadline)
     }
 
     /// How vmctl reaches the node: 127.0.0.1, the forwarded port, the pinned host key.
@@ -165,11 +128,6 @@ public struct NodeLauncher: Sendable {
         guard let pin = plan.hostKey else { throw VMCtlError("node \(plan.name) has no pinned host key") }
         return SSHTarget(host: "127.0.0.1", port: plan.sshPort, user: image.user, key: clusterKey, hostKey: pin)
     }
-}
-
-/// A failure line the guest printed, handed from the log reader to its stop check.
-private final class GuestComplaint: @unchecked Sendable {
-    var line: String?
 }
 
 /// A node that did not come up: which, why, and the end of its serial log.

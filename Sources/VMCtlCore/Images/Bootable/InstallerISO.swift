@@ -20,7 +20,7 @@ public struct InstallerISO: Sendable {
         """
         # vmctl installer: writes /install/disk.img.gz from the installer medium to the first
         # disk (or vmctl.target=/dev/X), then powers off. Sourced by initramfs-tools' /init.
-        say() { echo "vmctl-installer: $*" > /dev/console; echo "vmctl-installer: $*" > /dev/ttyS0 2>/dev/null; return 0; }
+        say() { echo "vmctl-installer: $*" > /dev/console; return 0; }
         fail() {
             say "FAILED: $*"
             echo "vmctl-failed installer: $*" > /dev/ttyS0 2>/dev/null
@@ -31,14 +31,24 @@ public struct InstallerISO: Sendable {
             for x in $(cat /proc/cmdline); do
                 case "$x" in vmctl.target=*) target="${x#vmctl.target=}" ;; esac
             done
-            modprobe -q isofs 2>/dev/null; modprobe -q sr_mod 2>/dev/null
-            say "looking for the installer medium (label \(volumeID))"
-            i=0
-            while [ ! -e /dev/disk/by-label/\(volumeID) ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i + 1)); done
-            [ -e /dev/disk/by-label/\(volumeID) ] || fail "the installer medium did not appear"
-            medium=$(readlink -f /dev/disk/by-label/\(volumeID))
+            modprobe -q isofs 2>/dev/null; modprobe -q sr_mod 2>/dev/null; modprobe -q usb_storage 2>/dev/null
             mkdir -p /run/vmctl-medium
-            mount -t iso9660 -o ro "$medium" /run/vmctl-medium || fail "cannot mount $medium"
+            say "looking for the installer medium (volume \(volumeID))"
+            medium=""
+            i=0
+            while [ -z "$medium" ] && [ $i -lt 120 ]; do
+                # Any CD-ROM or disk that holds this installer (the ISO may also be dd'ed to a stick).
+                for dev in /dev/sr* /dev/sd* /dev/vd* /dev/nvme*n* /dev/mmcblk*; do
+                    [ -b "$dev" ] || continue
+                    if mount -t iso9660 -o ro "$dev" /run/vmctl-medium 2>/dev/null; then
+                        if [ -f /run/vmctl-medium/install/disk.img.gz ]; then medium=$dev; break; fi
+                        umount /run/vmctl-medium
+                    fi
+                done
+                [ -n "$medium" ] || { sleep 0.5; i=$((i + 1)); }
+            done
+            [ -n "$medium" ] || fail "the installer medium did not appear (block devices: $(ls /sys/block | tr '\\n' ' '))"
+            say "installer medium: $medium"
             mname=${medium##*/}
             if [ -z "$target" ]; then
                 for d in /sys/block/*; do

@@ -110,7 +110,8 @@ public struct USBMedia: Sendable {
             hostname: prefix,
             user: .init(name: img.user, authorizedKeys: [authorized]),
             hostKey: .init(privateKey: try hostKey.privateKey(), publicKey: try hostKey.publicKeyLine()),
-            interfaces: [.dhcp(id: "wired", namePattern: "e*")],
+            // Network: the hardware image runs DHCP on every wired NIC itself (MACs are unknown now).
+            interfaces: [],
             files: files)
 
         progress("\(prefix): CIDATA seed (user \(img.user), pinned host key\(o.wifi == nil ? "" : ", Wi-Fi profile"))")

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import CloudInit
+@testable import VMCtlCore
+
+@Suite("Bootable disks: partition layout, GRUB, hardware variant, Wi-Fi, installer")
+struct BootableTests {
+    static let MiB: UInt64 = 1 << 20
+
+    @Test("partitions are 1 MiB aligned, in order ESP, CIDATA, root, without overlap, with room for the backup GPT")
+    func layout() throws {
+        let l = DiskLayout.plan(rootBytes: 1_000_000_001, seed: "abc")
+        #expect(l.partitions.map(\.role) == [.esp, .cidata, .root])
+        #expect(l.partitions.map(\.number) == [1, 2, 3])
+        #expect(l.partitions.first?.offset == Self.MiB)
+        for p in l.partitions {
+            #expect(p.offset % DiskLayout.alignment == 0)
+            #expect(p.size % DiskLayout.alignment == 0)
+        }
+        for (a, b) in zip(l.partitions, l.partitions.dropFirst()) { #expect(a.end == b.offset) }
+        let root = l.partition(.root)
+        #expect(root.size >= 1_000_000_001 && root.size < 1_000_000_001 + Self.MiB)
+        #expect(l.partition(.esp).size == 64 * Self.MiB)
+        #expect(l.partition(.cidata).size == 8 * Self.MiB)
+        // The backup GPT (33 sectors) fits after the root partition, and the disk is whole MiBs.
+        #expect(l.totalBytes >= root.end + DiskLayout.backupGPTBytes)
+        #expect(l.totalBytes - root.end <= Self.MiB)
+        #expect(l.totalBytes % Self.MiB == 0)
+        #expect(root.type == "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709")
+        #expect(l.partition(.esp).type == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+    }
+
+    @Test("sfdisk input names every partition with its sectors, type and UUID")
+    func sfdisk() {
+        let l = DiskLayout.plan(rootBytes: 512 * Self.MiB, seed: "abc")
+        let s = l.sfdiskScript()
+        #expect(s.hasPrefix("label: gpt\nlabel-id: \(l.diskUUID)\nunit: sectors\nfirst-lba: 2048\n"))
+        #expect(s.contains("start=2048, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"))
+        #expect(s.contains("start=133120, size=16384, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"))
+        #expect(s.contains("start=149504, size=1048576, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"))
+        #expect(s.contains("name=\"CIDATA\""))
+    }
+
+    @Test("UUIDs are stable for the same image and differ between images")
+    func uuids() {
+        let a = DiskLayout.plan(rootBytes: Self.MiB, seed: "one"), b = DiskLayout.plan(rootBytes: Self.MiB, seed: "one")
+        let c = DiskLayout.plan(rootBytes: Self.MiB, seed: "two")
+        #expect(a == b)
+        #expect(a.diskUUID != c.diskUUID && a.rootFSUUID != c.rootFSUUID)
+        let all = [a.diskUUID, a.rootFSUUID] + a.partitions.map(\.uuid)
+        #expect(Set(all).count == all.count)
+        for u in all { #expect(u.range(of: "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-5[0-9A-Fa-f]{3}-[89ABab][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}$", options: .regularExpression) != nil) }
+    }
+
+    @Test("the root partition is sized from the tree with headroom, in 64 MiB steps")
+    func rootSize() {
+        let s = DiskLayout.rootSize(usedBytes: 900 * Self.MiB, files: 30_000)
+        #expect(s % (64 * Self.MiB) == 0)
+        #expect(s > 900 * Self.MiB + 256 * Self.MiB)
+        #expect(s < 2 * 900 * Self.MiB)
+        #expect(DiskLayout.rootSize(usedBytes: 1, files: 1) >= 256 * Self.MiB)
+    }
+
+    @Test("GRUB finds the root by filesystem UUID and boots /vmlinuz with the recipe's command line")
+    func grub() {
+        let l = DiskLayout.plan(rootBytes: Self.MiB, seed: "x")
+        let cfg = BootableDisk(layout: l, cmdline: "console=ttyS0 quiet", title: "it's").grubConfig()
+        #expect(cfg.contains("search --no-floppy --fs-uuid --set=root \(l.rootFSUUID)"))
+        #expect(cfg.contains("linux /vmlinuz root=UUID=\(l.rootFSUUID) ro console=ttyS0 quiet"))
+        #expect(cfg.contains("initrd /initrd.img"))
+        #expect(cfg.contains("menuentry 'its'"))
+    }
+
+    @Test("the hardware variant swaps the kernel, adds firmware and the bootloader, and is bootable")
+    func hardwareVariant() throws {
+        let store = RecipeStore(directory: Self.imagesDir)
+        let vm = try store.load("cluster-os-node")
+        let hw = try store.load("cluster-os-node-hw")
+        #expect(hw.name == "cluster-os-node-hw")
+        #expect(hw.isBootable && !vm.isBootable)
+        #expect(vm.resolvedKernel == "linux-image-cloud-amd64")
+        #expect(hw.resolvedKernel == "linux-image-amd64")
+        #expect(hw.resolvedComponents == ["main", "non-free-firmware"])
+        for p in ["shim-signed", "grub-efi-amd64-signed", "cloud-guest-utils", "slurm-wlm", "wpasupplicant"] {
+            #expect(hw.packages?.contains(p) == true, "missing \(p)")
+        }
+        // Hardware files come after the VM's, so the generic initramfs setting wins.
+        let conf = hw.files?.last { $0.path == "/etc/initramfs-tools/conf.d/vmctl.conf" }
+        #expect(conf?.content?.contains("MODULES=most") == true)
+        #expect(hw.resolvedUser == "clusteros")
+        #expect(hw.resolvedCmdline.contains("console=tty0"))
+        #expect(hw.bootstrap == vm.bootstrap)
+        // Different kernel and packages: its own rootfs stage; nothing of the VM image is reused wrongly.
+        let m = "http://deb.debian.org/debian"
+        #expect(ImageBuilder.keys(for: hw, mirror: m).rootfs != ImageBuilder.keys(for: vm, mirror: m).rootfs)
+        #expect { try RecipeStore.parse("name: bare\n", file: "bare.yaml").hardwareVariant() } throws: { "\($0)".contains("hardware") }
+    }
+
+    @Test("Wi-Fi: the SSID is hex-encoded, a passphrase quoted, a raw key not; bad input is refused")
+    func wifi() throws {
+        let w = try WifiProfile(ssid: "lab \"5G\"", psk: "correct horse")
+        let text = w.render()
+        #expect(text.contains("ssid=6c61622022354722\n"))
+        #expect(text.contains("psk=\"correct horse\"\n"))
+        #expect(text.contains("key_mgmt=WPA-PSK"))
+        let hex = String(repeating: "aB", count: 32)
+        #expect(try WifiProfile(ssid: "x", psk: hex).render().contains("psk=\(hex.lowercased())\n"))
+        #expect(throws: VMCtlError.self) { try WifiProfile(ssid: "", psk: "12345678") }
+        #expect(throws: VMCtlError.self) { try WifiProfile(ssid: String(repeating: "s", count: 33), psk: "12345678") }
+        #expect(throws: VMCtlError.self) { try WifiProfile(ssid: "x", psk: "short") }
+        #expect(throws: VMCtlError.self) { try WifiProfile(ssid: "x", psk: "line\nbreak!") }
+    }
+
+    @Test("a hardware seed carries the Wi-Fi profile at mode 0600 and leaves the network to the image")
+    func hardwareSeed() throws {
+        let seed = SeedConfig(instanceID: "i", hostname: "cluster-os", user: .init(name: "clusteros", authorizedKeys: ["ssh-ed25519 AAAA"]),
+                              hostKey: .init(privateKey: "PRIV", publicKey: "ssh-ed25519 BBBB"), interfaces: [],
+                              files: [.init(path: WifiProfile.path, content: try WifiProfile(ssid: "lab", psk: "12345678").render(),
+                                            permissions: "0600")])
+        let user = try seed.userData()
+        #expect(user.contains(WifiProfile.path))
+        #expect(user.contains("permissions: '0600'"))
+        #expect(user.contains("ssid=6c6162"))
+        let hw = try RecipeStore(directory: Self.imagesDir).load("debian-12-hw")
+        let wired = hw.files?.first { $0.path == "/etc/systemd/network/90-vmctl-wired.network" }?.content ?? ""
+        #expect(wired.contains("DHCP=yes"))
+        #expect(hw.files?.contains { $0.path == "/etc/systemd/system/vmctl-wifi@.service" } == true)
+    }
+
+    @Test("the installer boots initramfs-tools with boot=vmctl-installer and writes to the first real disk")
+    func installer() {
+        let img = Image(name: "x-hw", hash: "h", created: Date(), directory: "/d", user: "u", cmdline: "", checks: [], sizeBytes: 0)
+        let cfg = InstallerISO(image: img, title: "cluster-os").grubConfig()
+        #expect(cfg.contains("boot=vmctl-installer"))
+        #expect(cfg.contains("initrd /install/initrd.img /install/installer.cpio"))
+        let script = InstallerISO.installerScript(title: "cluster-os")
+        #expect(script.contains("mountroot()"))
+        #expect(script.contains("loop*|ram*|sr*"))
+        #expect(script.contains("zcat /run/vmctl-medium/install/disk.img.gz > \"$target\""))
+        #expect(script.contains(InstallerISO.doneMarker))
+    }
+
+    @Test("verification facts: Secure Boot must match, root must have grown, cloud-init done")
+    func verifyFacts() throws {
+        let ok = ["efi": "yes", "secureboot": "1", "pid1": "systemd", "cloudinit": "done", "root_bytes": "3000000000",
+                  "wifi_profile": "none"]
+        try MediaVerifier.check(ok, name: "t", secure: true, minRootBytes: 2_000_000_000)
+        var plain = ok; plain["secureboot"] = "0"
+        #expect(throws: VMCtlError.self) { try MediaVerifier.check(plain, name: "t", secure: true, minRootBytes: 2_000_000_000) }
+        try MediaVerifier.check(plain, name: "t", secure: false, minRootBytes: 2_000_000_000)
+        var small = ok; small["root_bytes"] = "1500000000"
+        #expect(throws: VMCtlError.self) { try MediaVerifier.check(small, name: "t", secure: true, minRootBytes: 2_000_000_000) }
+        #expect(throws: VMCtlError.self) { try MediaVerifier.check(ok, name: "t", secure: true, minRootBytes: 2_000_000_000, wifi: true) }
+        var wifi = ok; wifi["wifi_profile"] = "600"
+        try MediaVerifier.check(wifi, name: "t", secure: true, minRootBytes: 2_000_000_000, wifi: true)
+    }
+
+    static var imagesDir: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("images").path
+    }
+}
