@@ -10,6 +10,7 @@ struct ImageUSB: AsyncParsableCommand {
             Builds the recipe's hardware variant (NAME-hw: generic kernel, firmware, signed shim and
             GRUB) and writes, under --output:
               PREFIX-usb.img.gz          bootable GPT disk: zcat it onto a USB stick (dd)
+              PREFIX-usb.img             the same disk uncompressed (with --raw)
               PREFIX-installer.iso       UEFI installer: writes that disk to the first disk, powers off
               PREFIX-usb.id_ed25519      login key for the image's user (unless --authorized-key)
               PREFIX-usb.known_hosts     the media's pinned host key
@@ -42,6 +43,9 @@ struct ImageUSB: AsyncParsableCommand {
     @Flag(help: "Skip the installer ISO.")
     var noIso = false
 
+    @Flag(help: "Also keep the uncompressed raw disk (PREFIX-usb.img, sparse).")
+    var raw = false
+
     @Flag(help: "Boot the media in QEMU under OVMF (Secure Boot on and off) and verify each over SSH.")
     var verify = false
 
@@ -50,14 +54,14 @@ struct ImageUSB: AsyncParsableCommand {
         let state = StateDir.resolve()
         let media = USBMedia(state: state, recipes: RecipeStore.locate())
         let options = USBMedia.Options(outputDirectory: output, prefix: prefix, authorizedKeyFile: authorizedKey,
-                                       wifi: wifi, iso: !noIso)
+                                       wifi: wifi, iso: !noIso, raw: raw)
         if verify && authorizedKey != nil {
             throw VMCtlError.usage("--verify logs in with the key vmctl generates: drop --authorized-key or --verify")
         }
         let start = ContinuousClock.now
         let log: @Sendable (String) -> Void = { say("[\(String(format: "%6.1f", (ContinuousClock.now - start).seconds))s] \($0)") }
         let m = try await media.write(name, options, progress: log)
-        say("wrote \(m.usbImage)" + (m.installerISO.map { " and \($0)" } ?? ""))
+        say("wrote " + ([m.usbImage] + [m.rawImage, m.installerISO].compactMap { $0 }).joined(separator: ", "))
         if let k = m.privateKey {
             say("log in: ssh -i \(k) -o UserKnownHostsFile=\(m.knownHosts) \(m.user)@HOST")
         }

@@ -83,10 +83,10 @@ public struct MediaVerifier: Sendable {
                 if kv.count == 2 { facts[String(kv[0])] = String(kv[1]) }
             }
             try Self.check(facts, name: name, secure: secure, minRootBytes: manifest.diskBytes, wifi: manifest.wifi)
-            let secs = (ContinuousClock.now - start)
-            progress("verify: \(name): SSH-verified in \(String(format: "%.1f", Double(secs.components.seconds)))s; "
+            let secs = Self.seconds(since: start)
+            progress("verify: \(name): SSH-verified in \(String(format: "%.1f", secs))s; "
                 + facts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
-            return Boot(name: name, seconds: Double(secs.components.seconds), facts: facts)
+            return Boot(name: name, seconds: secs, facts: facts)
         }
     }
 
@@ -99,7 +99,7 @@ public struct MediaVerifier: Sendable {
         return try await withGuest(conn, name: "installer", disks: disks, secure: true, sshPort: nil) { watch in
             let line = try await watch.waitFor(InstallerISO.doneMarker, from: 0, deadline: .now + .seconds(900))
             try await watch.waitStopped(deadline: .now + .seconds(120))
-            let secs = Double((ContinuousClock.now - start).components.seconds)
+            let secs = Self.seconds(since: start)
             progress("verify: installer: \(line.trimmingCharacters(in: .whitespaces)) and powered off after \(Int(secs))s")
             return Boot(name: "installer", seconds: secs, facts: ["installed": line])
         }
@@ -172,6 +172,11 @@ public struct MediaVerifier: Sendable {
             problems.append("Wi-Fi profile is \(facts["wifi_profile"] ?? "unknown"), expected \(wifi ? "present at mode 600" : "none")")
         }
         if !problems.isEmpty { throw VMCtlError("verify \(name): " + problems.joined(separator: "; ")) }
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     /// A free port on 127.0.0.1 for the SSH forward.

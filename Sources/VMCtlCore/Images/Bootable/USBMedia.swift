@@ -17,10 +17,12 @@ public struct USBMedia: Sendable {
         public var authorizedKeyFile: String?
         public var wifi: WifiProfile?
         public var iso: Bool
+        /// Also keep the uncompressed disk (`PREFIX-usb.img`, sparse).
+        public var raw: Bool
         public init(outputDirectory: String, prefix: String? = nil, authorizedKeyFile: String? = nil,
-                    wifi: WifiProfile? = nil, iso: Bool = true) {
+                    wifi: WifiProfile? = nil, iso: Bool = true, raw: Bool = false) {
             self.outputDirectory = outputDirectory; self.prefix = prefix; self.authorizedKeyFile = authorizedKeyFile
-            self.wifi = wifi; self.iso = iso
+            self.wifi = wifi; self.iso = iso; self.raw = raw
         }
     }
 
@@ -30,6 +32,7 @@ public struct USBMedia: Sendable {
         public var imageHash: String
         public var user: String
         public var usbImage: String
+        public var rawImage: String?
         public var installerISO: String?
         /// Size of the uncompressed disk.
         public var diskBytes: UInt64
@@ -122,7 +125,14 @@ public struct USBMedia: Sendable {
         progress("\(prefix): compressing \(ByteSize.format(layout.totalBytes)) disk")
         let gz = "\(out)/\(prefix)-usb.img.gz"
         try await Command("/bin/sh", ["-c", "gzip -1 -c \"$1\" > \"$2\"", "sh", disk, "\(work)/disk.img.gz"]).checkedAsync()
-        try? fm.removeItem(atPath: disk)
+        var rawImage: String?
+        if o.raw {
+            rawImage = "\(out)/\(prefix)-usb.img"
+            try? fm.removeItem(atPath: rawImage!)
+            try fm.moveItem(atPath: disk, toPath: rawImage!)
+        } else {
+            try? fm.removeItem(atPath: disk)
+        }
         var iso: String?
         if o.iso {
             progress("\(prefix): installer ISO (xorrisofs, EFI El Torito)")
@@ -136,7 +146,7 @@ public struct USBMedia: Sendable {
         let pin = try hostKey.pin()
         let knownHosts = "\(out)/\(prefix)-usb.known_hosts"
         try AtomicFile.write("* \(try hostKey.publicKeyLine())\n", to: knownHosts)
-        let manifest = Manifest(image: img.name, imageHash: img.hash, user: img.user, usbImage: gz, installerISO: iso,
+        let manifest = Manifest(image: img.name, imageHash: img.hash, user: img.user, usbImage: gz, rawImage: rawImage, installerISO: iso,
                                 diskBytes: layout.totalBytes, rootFSUUID: layout.rootFSUUID, privateKey: privateKey,
                                 hostKey: pin, knownHosts: knownHosts, wifi: o.wifi != nil)
         try AtomicFile.writeJSON(manifest, to: Self.manifestPath(directory: out, prefix: prefix))
