@@ -9,7 +9,7 @@ PKGS=(
   xorriso                           # xorrisofs for cloud-init seed ISOs
   mmdebstrap e2fsprogs              # image builds: root filesystem, mkfs.ext4 -d
   dnsmasq-base iproute2 nftables    # bridge networks
-  ovmf mtools                       # UEFI firmware and EFI partitions
+  ovmf mtools fdisk cpio gzip       # UEFI firmware; bootable disks: FAT partitions, GPT (sfdisk), installer initrd
   openssh-client pkg-config ca-certificates
   python3 time                      # make bench: medians, JSON, CPU time
   curl                              # recipe fetch: release binaries by URL and checksum

@@ -18,6 +18,7 @@ public struct Doctor: Sendable {
         let tools: [(String, String)] = [
             ("qemu-system-x86_64", "the hypervisor"), ("qemu-img", "overlay disks"), ("xorrisofs", "cloud-init seed ISOs"),
             ("mmdebstrap", "image builds"), ("mkfs.ext4", "image root filesystems"), ("ssh", "cluster ssh (OpenSSH)"),
+            ("sfdisk", "bootable disks (GPT)"), ("mformat", "bootable disks (FAT partitions)"), ("cpio", "installer ISO"),
         ]
         for (tool, what) in tools {
             if let p = Command.locate(tool) {
@@ -30,6 +31,12 @@ public struct Doctor: Sendable {
         let libvirtOK = FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so")
         checks.append(Check(name: "libvirt qemu driver", ok: libvirtOK,
                             detail: libvirtOK ? "embedded driver available (qemu:///embed)" : "missing: run scripts/install-prereqs.sh (libvirt-daemon-system)"))
+        // libvirt picks UEFI firmware from QEMU's firmware descriptors (image usb --verify).
+        let secure = FileManager.default.fileExists(atPath: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+        let plain = FileManager.default.fileExists(atPath: "/usr/share/OVMF/OVMF_CODE_4M.fd")
+        checks.append(Check(name: "UEFI firmware", ok: secure && plain,
+                            detail: secure && plain ? "OVMF with Secure Boot (Microsoft keys) and plain"
+                                : "missing: run scripts/install-prereqs.sh (ovmf)"))
         if getuid() == 0 {
             let hasUser = getpwnam("libvirt-qemu") != nil
             checks.append(Check(name: "libvirt-qemu user", ok: hasUser,
