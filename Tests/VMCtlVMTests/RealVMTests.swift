@@ -190,6 +190,10 @@ struct RealVMTests {
             (["cluster", "up", "1", "--name", "Bad_Name"], "DNS label"),
             (["image", "build", "no-such-recipe"], "no recipe 'no-such-recipe'"),
             (["cluster", "status", "--name", "it-none"], "no cluster 'it-none'"),
+            (["image", "usb", "no-such-recipe", "--output", "\(VMFixture.home)/dist-bad"], "no recipe 'no-such-recipe'"),
+            (["image", "usb", "cluster-os-node", "--output", "\(VMFixture.home)/dist-bad", "--wifi-ssid", "lab"], "--wifi-psk-file"),
+            (["image", "usb", "cluster-os-node", "--output", "\(VMFixture.home)/dist-bad", "--authorized-key", "/nonexistent.pub"],
+             "not a readable OpenSSH public key"),
         ]
         for (args, message) in cases {
             let r = try await VMFixture.vmctl(args)
@@ -198,5 +202,9 @@ struct RealVMTests {
             #expect(r.err.split(separator: "\n").count == 1, "one line: \(r.err)")
         }
         #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster("it-bad")))
+        // Refused before anything was written.
+        let written = (try? FileManager.default.contentsOfDirectory(atPath: "\(VMFixture.home)/dist-bad")) ?? []
+        #expect(written.isEmpty, "\(written)")
+        try? FileManager.default.removeItem(atPath: "\(VMFixture.home)/dist-bad")
     }
 }
