@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Blocking
 import CloudInit
 @testable import VMCtlCore
 
@@ -127,7 +128,7 @@ struct BootableTests {
         #expect(hw.files?.contains { $0.path == "/etc/systemd/system/vmctl-wifi@.service" } == true)
     }
 
-    @Test("the installer boots initramfs-tools with boot=vmctl-installer and writes to the first real disk")
+    @Test("the installer boots initramfs-tools with boot=vmctl-installer and guards an installed disk")
     func installer() {
         let img = Image(name: "x-hw", hash: "h", created: Date(), directory: "/d", user: "u", cmdline: "", checks: [], sizeBytes: 0)
         let cfg = InstallerISO(image: img, title: "cluster-os").grubConfig()
@@ -135,9 +136,62 @@ struct BootableTests {
         #expect(cfg.contains("initrd /install/initrd.img /install/installer.cpio"))
         let script = InstallerISO.installerScript(title: "cluster-os")
         #expect(script.contains("mountroot()"))
-        #expect(script.contains("loop*|ram*|sr*"))
         #expect(script.contains("zcat /run/vmctl-medium/install/disk.img.gz > \"$target\""))
+        #expect(script.contains("cmp -s /run/vmctl-target.guid /run/vmctl-medium/install/disk.guid"))
         #expect(script.contains(InstallerISO.doneMarker))
+    }
+
+    /// A fake sysfs and /dev: each disk is (name, MiB, removable, on USB, has a /dev node).
+    static func fakeMachine(_ disks: [(String, UInt64, Bool, Bool, Bool)]) throws -> String {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fake-sys-\(UUID())").path
+        let fm = FileManager.default
+        for d in ["sys/block", "sys/class/block", "dev"] { try fm.createDirectory(atPath: "\(root)/\(d)", withIntermediateDirectories: true) }
+        for (name, mib, removable, usb, node) in disks {
+            let dev = "\(root)/sys/devices/pci0000:00/\(usb ? "usb1/1-1/host6/" : "")block/\(name)"
+            try fm.createDirectory(atPath: dev, withIntermediateDirectories: true)
+            try "\(mib * 2048)\n".write(toFile: "\(dev)/size", atomically: true, encoding: .utf8)
+            try "\(removable ? 1 : 0)\n".write(toFile: "\(dev)/removable", atomically: true, encoding: .utf8)
+            try fm.createSymbolicLink(atPath: "\(root)/sys/block/\(name)", withDestinationPath: dev)
+            try fm.createSymbolicLink(atPath: "\(root)/sys/class/block/\(name)", withDestinationPath: dev)
+            if node { _ = fm.createFile(atPath: "\(root)/dev/\(name)", contents: nil) }
+        }
+        return root
+    }
+
+    /// Runs the installer's own `pick_target` (as /bin/sh sources it) on a fake machine.
+    static func pickTarget(_ disks: [(String, UInt64, Bool, Bool, Bool)], need: UInt64, medium: String) throws -> (String, String, Int32) {
+        let root = try fakeMachine(disks)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let script = "\(root)/installer"
+        try InstallerISO.installerScript(title: "t").write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try Command("/bin/sh", ["-c", ". \"$1\"; pick_target \"$2\" \"$3\"", "sh", script, String(need), medium],
+                                  environment: ["VMCTL_SYS": "\(root)/sys", "VMCTL_DEV": "\(root)/dev", "PATH": "/usr/bin:/bin"]).run()
+        return (r.stdout.replacingOccurrences(of: root, with: ""), r.stderr, r.status)
+    }
+
+    @Test("the installer picks the one internal disk: never the medium, a USB or removable disk, a small one or a hidden path")
+    func installerTarget() throws {
+        let need: UInt64 = 1500 << 20
+        // A server with its installer on a virtual CD and a USB stick plugged in: the NVMe disk.
+        let (t1, _, s1) = try Self.pickTarget([("sr0", 700, true, false, true), ("sdb", 8000, true, true, true),
+                                                     ("nvme0c0n1", 500_000, false, false, false), ("nvme0n1", 500_000, false, false, true),
+                                                     ("loop0", 9000, false, false, true)], need: need, medium: "sr0")
+        #expect(s1 == 0)
+        #expect(t1 == "/dev/nvme0n1\n")
+        // The ISO dd'ed to a fixed (non-removable) USB disk, and a virtio disk: the virtio disk.
+        let (t2, _, s2) = try Self.pickTarget([("sda", 4000, false, true, true), ("vda", 4000, false, false, true)],
+                                                    need: need, medium: "sda")
+        #expect(s2 == 0 && t2 == "/dev/vda\n")
+        // Two internal disks: no guessing, the user is asked for vmctl.target=.
+        let (t3, e3, s3) = try Self.pickTarget([("sr0", 700, true, false, true), ("sda", 4000, false, false, true),
+                                                      ("sdb", 4000, false, false, true)], need: need, medium: "sr0")
+        #expect(s3 != 0 && t3.isEmpty)
+        #expect(e3.contains("several disks could be the target") && e3.contains("vmctl.target="))
+        // Only a disk that is too small (and eMMC boot areas, which are never targets).
+        let (t4, e4, s4) = try Self.pickTarget([("sr0", 700, true, false, true), ("mmcblk0", 1000, false, false, true),
+                                                      ("mmcblk0boot0", 4000, false, false, true)], need: need, medium: "sr0")
+        #expect(s4 != 0 && t4.isEmpty)
+        #expect(e4.contains("no internal disk of at least \(need) bytes") && e4.contains("mmcblk0(1000MiB)"))
     }
 
     @Test("verification facts: Secure Boot must match, root must have grown, cloud-init done")
