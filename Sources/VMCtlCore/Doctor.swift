@@ -32,11 +32,10 @@ public struct Doctor: Sendable {
         checks.append(Check(name: "libvirt qemu driver", ok: libvirtOK,
                             detail: libvirtOK ? "embedded driver available (qemu:///embed)" : "missing: run scripts/install-prereqs.sh (libvirt-daemon-system)"))
         // libvirt picks UEFI firmware from QEMU's firmware descriptors (image usb --verify).
-        let secure = FileManager.default.fileExists(atPath: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
-        let plain = FileManager.default.fileExists(atPath: "/usr/share/OVMF/OVMF_CODE_4M.fd")
-        checks.append(Check(name: "UEFI firmware", ok: secure && plain,
-                            detail: secure && plain ? "OVMF with Secure Boot (Microsoft keys) and plain"
-                                : "missing: run scripts/install-prereqs.sh (ovmf)"))
+        let missing = MediaVerifier.missingFirmware()
+        checks.append(Check(name: "UEFI firmware", ok: missing == nil,
+                            detail: missing == nil ? "OVMF with Secure Boot (Microsoft keys) and plain"
+                                : "missing \(missing!): run scripts/install-prereqs.sh (ovmf)"))
         if getuid() == 0 {
             let hasUser = getpwnam("libvirt-qemu") != nil
             checks.append(Check(name: "libvirt-qemu user", ok: hasUser,

@@ -11,7 +11,8 @@ struct ImageUSB: AsyncParsableCommand {
             GRUB) and writes, under --output:
               PREFIX-usb.img.gz          bootable GPT disk: zcat it onto a USB stick (dd)
               PREFIX-usb.img             the same disk uncompressed (with --raw)
-              PREFIX-installer.iso       UEFI installer: writes that disk to the first disk, powers off
+              PREFIX-installer.iso       UEFI installer (CD, virtual media or USB stick): writes that
+                                         disk to the machine's internal disk, powers off
               PREFIX-usb.id_ed25519      login key for the image's user (unless --authorized-key)
               PREFIX-usb.known_hosts     the media's pinned host key
             The keys and any Wi-Fi profile go to the disk's CIDATA partition, not into the image cache.
@@ -60,7 +61,7 @@ struct ImageUSB: AsyncParsableCommand {
         }
         let start = ContinuousClock.now
         let log: @Sendable (String) -> Void = { say("[\(String(format: "%6.1f", (ContinuousClock.now - start).seconds))s] \($0)") }
-        let m = try await media.write(name, options, progress: log)
+        let m = try await media.write(name, options, verify: verify, progress: log)
         say("wrote " + ([m.usbImage] + [m.rawImage, m.installerISO].compactMap { $0 }).joined(separator: ", "))
         if let k = m.privateKey {
             say("log in: ssh -i \(k) -o UserKnownHostsFile=\(m.knownHosts) \(m.user)@HOST")

@@ -100,13 +100,14 @@ public struct BootableDisk: Sendable {
     }
 
     /// Replaces the seed files on the disk's CIDATA partition (done per `image usb`, so the
-    /// keys chosen then never enter the cached image).
-    public static func writeSeed(_ files: [String: String], disk: String, layout: DiskLayout) async throws {
+    /// keys chosen then never enter the cached image). The files pass through `staging`, a
+    /// directory private to the caller: they hold the host's private key.
+    public static func writeSeed(_ files: [String: String], disk: String, layout: DiskLayout, staging parent: String) async throws {
         let p = layout.partition(.cidata)
         try await format(disk, p, label: "CIDATA")
-        let staging = NSTemporaryDirectory() + "vmctl-cidata-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let staging = "\(parent)/cidata"
         defer { try? FileManager.default.removeItem(atPath: staging) }
-        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var pairs: [(String, String)] = []
         for (name, content) in files.sorted(by: { $0.key < $1.key }) {
             let f = "\(staging)/\(name)"

@@ -23,6 +23,15 @@ public struct MediaVerifier: Sendable {
         public var facts: [String: String]
     }
 
+    /// The OVMF builds libvirt's firmware auto-selection chooses from: with Microsoft's keys
+    /// enrolled (Secure Boot on) and plain.
+    public static let firmware = ["/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_CODE_4M.fd"]
+
+    /// The first firmware file that is not installed, if any.
+    public static func missingFirmware() -> String? {
+        firmware.first { !FileManager.default.fileExists(atPath: $0) }
+    }
+
     /// Extra room the verification disk gets beyond the image, so first-boot growth shows.
     static let growBytes: UInt64 = 2 << 30
 
@@ -34,6 +43,7 @@ public struct MediaVerifier: Sendable {
         let fm = FileManager.default
         let base = "\(state.root)/verify"
         let work = "\(base)/work-\(getpid())"
+        USBMedia.sweepAbandonedWork(in: base, lead: "work-")
         try fm.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? fm.removeItem(atPath: work) }
         let target = HypervisorTarget.embedded(root: "\(base)/libvirt")
@@ -44,6 +54,11 @@ public struct MediaVerifier: Sendable {
         let raw = "\(work)/usb.raw"
         try await Command("/bin/sh", ["-c", "zcat \"$1\" | cp --sparse=always /dev/stdin \"$2\"", "sh",
                                       manifest.usbImage, raw]).checkedAsync()
+        // The pipe hides zcat's status: a damaged archive shows as a short disk.
+        let unpacked = (try? fm.attributesOfItem(atPath: raw)[.size] as? UInt64) ?? 0
+        guard unpacked == manifest.diskBytes else {
+            throw VMCtlError("\(manifest.usbImage) unpacks to \(unpacked) bytes, not \(manifest.diskBytes): it is damaged; write it again")
+        }
         var boots: [Boot] = []
         let grown = manifest.diskBytes + Self.growBytes
         for secure in [true, false] {
@@ -122,7 +137,10 @@ public struct MediaVerifier: Sendable {
         try await onOwnThread("libvirt.define") {
             let d = try conn.define(xml: spec.xml())
             defer { d.close() }
-            try d.start()
+            do { try d.start() } catch {
+                try? d.undefine()
+                throw error
+            }
         }
         do {
             let result = try await body(GuestWatch(connection: conn, domainName: domain, node: name, serialLog: serial))

@@ -54,8 +54,9 @@ public struct USBMedia: Sendable {
 
     public static func manifestPath(directory: String, prefix: String) -> String { "\(directory)/\(prefix)-usb.json" }
 
-    /// Checks everything the user supplied before anything is built or written.
-    public func validate(_ name: String, _ o: Options) throws -> Recipe {
+    /// Checks everything the user supplied, and every tool the run will need, before anything
+    /// is built or written.
+    public func validate(_ name: String, _ o: Options, verify: Bool = false) throws -> Recipe {
         let base = name.hasSuffix(Recipe.hardwareSuffix) ? String(name.dropLast(Recipe.hardwareSuffix.count)) : name
         let recipe = try recipes.load(base + Recipe.hardwareSuffix)
         if let k = o.authorizedKeyFile {
@@ -66,6 +67,13 @@ public struct USBMedia: Sendable {
         }
         let prefix = o.prefix ?? Self.defaultPrefix(for: base)
         guard Recipe.isValidName(prefix) else { throw VMCtlError.usage("--prefix '\(prefix)' must be letters, digits and '-'") }
+        try ImageBuilder.preflight()
+        for t in ["sfdisk", "mformat", "mmd", "mcopy", "gzip", "cp"] + (o.iso ? ["xorrisofs", "cpio"] : []) {
+            _ = try Command.require(t)
+        }
+        if verify, let missing = MediaVerifier.missingFirmware() {
+            throw VMCtlError("--verify needs UEFI firmware: \(missing) is missing: run scripts/install-prereqs.sh (ovmf)")
+        }
         try FileManager.default.createDirectory(atPath: o.outputDirectory, withIntermediateDirectories: true)
         guard access(o.outputDirectory, W_OK) == 0 else {
             throw VMCtlError.usage("cannot write to \(o.outputDirectory): choose another --output")
@@ -73,37 +81,46 @@ public struct USBMedia: Sendable {
         return recipe
     }
 
-    /// Builds (or reuses) the hardware image and writes the media. Partial outputs are
-    /// temporary files renamed into place, so an interrupted run leaves the old media intact.
-    public func write(_ name: String, _ o: Options, progress: @escaping ImageBuilder.Progress) async throws -> Manifest {
-        let recipe = try validate(name, o)
+    /// The files one run writes under the output directory, by prefix.
+    struct Outputs {
+        let gz, raw, iso, key, pub, knownHosts, manifest: String
+        init(_ out: String, _ prefix: String) {
+            gz = "\(out)/\(prefix)-usb.img.gz"; raw = "\(out)/\(prefix)-usb.img"; iso = "\(out)/\(prefix)-installer.iso"
+            key = "\(out)/\(prefix)-usb.id_ed25519"; pub = key + ".pub"; knownHosts = "\(out)/\(prefix)-usb.known_hosts"
+            manifest = USBMedia.manifestPath(directory: out, prefix: prefix)
+        }
+    }
+
+    /// Builds (or reuses) the hardware image and writes the media. Everything is made in a
+    /// private work directory and renamed into place only at the end, so a failed or
+    /// interrupted run leaves the previous media, keys and manifest as they were; outputs an
+    /// earlier run made that this one does not (an ISO, a raw disk, a login key) are removed
+    /// then, since they would carry the old keys. The media carry the host key (and any
+    /// Wi-Fi passphrase) on their CIDATA partition, so they are written readable by the owner only.
+    public func write(_ name: String, _ o: Options, verify: Bool = false,
+                      progress: @escaping ImageBuilder.Progress) async throws -> Manifest {
+        let recipe = try validate(name, o, verify: verify)
         let prefix = o.prefix ?? Self.defaultPrefix(for: String(recipe.name.dropLast(Recipe.hardwareSuffix.count)))
+        let fm = FileManager.default
+        let out = o.outputDirectory
+        Self.sweepAbandonedWork(in: out, lead: ".\(prefix)-work-")
         let img = try await ImageBuilder(state: state, recipes: recipes).build(recipe.name, progress: progress)
         guard let layout = img.layout, let raw = img.rawDisk else {
             throw VMCtlError("image \(img.name) has no bootable disk: rebuild it (`vmctl image build \(img.name) --force`)")
         }
-        let fm = FileManager.default
-        let out = o.outputDirectory
         let work = "\(out)/.\(prefix)-work-\(getpid())"
         try? fm.removeItem(atPath: work)
-        try fm.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         defer { try? fm.removeItem(atPath: work) }
+        let final = Outputs(out, prefix)
+        let staged = Outputs(work, prefix)
 
         // Keys: the login key (new unless given) and the pinned host key.
-        let loginKeyPath = "\(out)/\(prefix)-usb.id_ed25519"
-        var authorized: String
-        var privateKey: String?
+        let authorized: String
         if let k = o.authorizedKeyFile {
             authorized = try String(contentsOfFile: k, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         } else {
-            let tmpKey = "\(work)/id_ed25519"
-            let pair = try KeyPair.generate(at: tmpKey, comment: "\(prefix)-usb login")
-            authorized = try pair.publicKeyLine()
-            for (src, dst) in [(tmpKey, loginKeyPath), (tmpKey + ".pub", loginKeyPath + ".pub")] {
-                try? fm.removeItem(atPath: dst)
-                try fm.moveItem(atPath: src, toPath: dst)
-            }
-            privateKey = loginKeyPath
+            authorized = try KeyPair.generate(at: staged.key, comment: "\(prefix)-usb login").publicKeyLine()
         }
         let hostKey = try KeyPair.generate(at: "\(work)/ssh_host_ed25519_key", comment: "\(prefix) host key")
         var files: [SeedConfig.File] = []
@@ -120,36 +137,58 @@ public struct USBMedia: Sendable {
         progress("\(prefix): CIDATA seed (user \(img.user), pinned host key\(o.wifi == nil ? "" : ", Wi-Fi profile"))")
         let disk = "\(work)/disk.raw"
         try await Command("cp", ["--sparse=always", raw, disk]).checkedAsync()
-        try await BootableDisk.writeSeed(try SeedISO.files(for: seed), disk: disk, layout: layout)
+        // A GPT disk GUID of its own per medium: the installer recognises a disk it already
+        // wrote by it, and two media from one image stay distinguishable.
+        try await Command("sfdisk", ["--quiet", "--disk-id", disk, UUID().uuidString]).checkedAsync()
+        try await BootableDisk.writeSeed(try SeedISO.files(for: seed), disk: disk, layout: layout, staging: work)
+        let diskGUID = try Self.gptDiskGUID(disk)
 
         progress("\(prefix): compressing \(ByteSize.format(layout.totalBytes)) disk")
-        let gz = "\(out)/\(prefix)-usb.img.gz"
-        try await Command("/bin/sh", ["-c", "gzip -1 -c \"$1\" > \"$2\"", "sh", disk, "\(work)/disk.img.gz"]).checkedAsync()
-        var rawImage: String?
-        if o.raw {
-            rawImage = "\(out)/\(prefix)-usb.img"
-            try? fm.removeItem(atPath: rawImage!)
-            try fm.moveItem(atPath: disk, toPath: rawImage!)
-        } else {
-            try? fm.removeItem(atPath: disk)
-        }
-        var iso: String?
+        try await Command("/bin/sh", ["-c", "gzip -1 -c \"$1\" > \"$2\"", "sh", disk, staged.gz]).checkedAsync()
+        if o.raw { try fm.moveItem(atPath: disk, toPath: staged.raw) } else { try? fm.removeItem(atPath: disk) }
         if o.iso {
-            progress("\(prefix): installer ISO (xorrisofs, EFI El Torito)")
-            let path = "\(out)/\(prefix)-installer.iso"
-            try await InstallerISO(image: img, title: prefix).write(diskGz: "\(work)/disk.img.gz", diskBytes: layout.totalBytes, to: path)
-            iso = path
+            progress("\(prefix): installer ISO (xorrisofs, EFI El Torito, hybrid for USB sticks)")
+            try await InstallerISO(image: img, title: prefix).write(diskGz: staged.gz, diskBytes: layout.totalBytes,
+                                                                     diskGUID: diskGUID, to: staged.iso)
         }
-        try? fm.removeItem(atPath: gz)
-        try fm.moveItem(atPath: "\(work)/disk.img.gz", toPath: gz)
+        try AtomicFile.write("* \(try hostKey.publicKeyLine())\n", to: staged.knownHosts)
+        let manifest = Manifest(image: img.name, imageHash: img.hash, user: img.user, usbImage: final.gz,
+                                rawImage: o.raw ? final.raw : nil, installerISO: o.iso ? final.iso : nil,
+                                diskBytes: layout.totalBytes, rootFSUUID: layout.rootFSUUID,
+                                privateKey: o.authorizedKeyFile == nil ? final.key : nil,
+                                hostKey: try hostKey.pin(), knownHosts: final.knownHosts, wifi: o.wifi != nil)
+        try AtomicFile.writeJSON(manifest, to: staged.manifest)
 
-        let pin = try hostKey.pin()
-        let knownHosts = "\(out)/\(prefix)-usb.known_hosts"
-        try AtomicFile.write("* \(try hostKey.publicKeyLine())\n", to: knownHosts)
-        let manifest = Manifest(image: img.name, imageHash: img.hash, user: img.user, usbImage: gz, rawImage: rawImage, installerISO: iso,
-                                diskBytes: layout.totalBytes, rootFSUUID: layout.rootFSUUID, privateKey: privateKey,
-                                hostKey: pin, knownHosts: knownHosts, wifi: o.wifi != nil)
-        try AtomicFile.writeJSON(manifest, to: Self.manifestPath(directory: out, prefix: prefix))
+        // Into place, the manifest last; what this run did not make goes.
+        for path in [staged.gz, staged.raw, staged.iso] where fm.fileExists(atPath: path) { chmod(path, 0o600) }
+        let pairs = [(staged.gz, final.gz), (staged.raw, final.raw), (staged.iso, final.iso), (staged.key, final.key),
+                     (staged.pub, final.pub), (staged.knownHosts, final.knownHosts), (staged.manifest, final.manifest)]
+        for (src, dst) in pairs {
+            if fm.fileExists(atPath: src) {
+                guard rename(src, dst) == 0 else { throw VMCtlError("cannot move \(src) to \(dst): \(String(cString: strerror(errno)))") }
+            } else {
+                try? fm.removeItem(atPath: dst)
+            }
+        }
         return manifest
+    }
+
+    /// The 16 bytes of a disk's GPT disk GUID, as they stand in its header (LBA 1, offset 56).
+    static func gptDiskGUID(_ disk: String) throws -> Data {
+        guard let h = FileHandle(forReadingAtPath: disk) else { throw VMCtlError("cannot read \(disk)") }
+        defer { try? h.close() }
+        try h.seek(toOffset: DiskLayout.sectorSize + 56)
+        guard let d = try h.read(upToCount: 16), d.count == 16 else { throw VMCtlError("\(disk) has no GPT header") }
+        return d
+    }
+
+    /// Work directories of runs that died without cleaning up (a second Ctrl-C, SIGKILL):
+    /// they hold a multi-GiB disk and a host key.
+    /// `lead` is the name up to the owner's pid.
+    static func sweepAbandonedWork(in out: String, lead: String) {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where entry.hasPrefix(lead) {
+            guard let pid = pid_t(entry.dropFirst(lead.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            try? FileManager.default.removeItem(atPath: "\(out)/\(entry)")
+        }
     }
 }
