@@ -22,7 +22,10 @@ cleanup() {
 trap cleanup EXIT
 now() { date +%s.%N; }
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print("%.1f" % statistics.median(v))' "$@"; }
-ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print("%.2f" % (a/b) if b else "-")' "$1" "$2"; }
+ratio() { python3 -c '
+import sys
+try: a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b) if b == b and b else "-")
+except ValueError: print("-")' "$1" "$2"; }
 field() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 qemu_pid() { pgrep -f "guest=$1," | head -1; }
@@ -160,9 +163,9 @@ if [ "${USB:-1}" = 1 ]; then
   until ssh -q -i "$WORK/dist/cluster-os-usb.id_ed25519" -o UserKnownHostsFile="$WORK/dist/cluster-os-usb.known_hosts" \
       -o StrictHostKeyChecking=yes -o ConnectTimeout=2 -o BatchMode=yes -p 2899 clusteros@127.0.0.1 true 2>/dev/null; do
     sleep 1
-    [ "$(python3 -c "print(int($(now)-$t0))")" -lt 600 ] || { log "bare USB boot timed out"; break; }
+    [ "$(python3 -c "print(int($(now)-$t0))")" -lt 600 ] || { log "bare USB boot timed out"; UB="timeout"; break; }
   done
-  t1=$(now); UB=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  t1=$(now); [ "${UB:-}" = timeout ] || UB=$(python3 -c "print('%.1f' % ($t1-$t0))")
   kill -9 "${QPIDS[-1]}" 2>/dev/null || true
   USBROWS="| \`image usb\` cluster-os-node, cold (hardware variant + USB image + ISO) | ${UCOLD} s | | | | |
 | \`image usb\` cluster-os-node, warm (image cached: new keys, seed, gzip, ISO) | ${UWARM} s | | | | |
