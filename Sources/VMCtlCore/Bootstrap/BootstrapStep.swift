@@ -5,8 +5,12 @@ public struct BootstrapStep: Codable, Sendable, Equatable {
     /// Which nodes: `all`, `first`, `rest`, a node name, or a role from the recipe's `roles`.
     public var on: String
     public var name: String
-    /// A shell command (a template), run as the login user (use sudo for root).
+    /// A shell command (a template), run as the login user (use sudo for root). Put values
+    /// into it with `{{key|sh}}`, so each arrives as one literal shell word.
     public var run: String?
+    /// What `run` reads on its standard input (a template): secrets travel here, not on a
+    /// command line any process on the node can read.
+    public var stdin: String?
     /// A file to write (path and content are templates), owned by root.
     public var file: String?
     public var content: String?
@@ -14,23 +18,87 @@ public struct BootstrapStep: Codable, Sendable, Equatable {
     /// Store the command's trimmed output as a fact of each node it ran on
     /// (`{{facts_NAME}}` inside `{{#nodes}}`), and of the cluster when it ran on one node (`{{NAME}}`).
     public var capture: String?
+    /// A regular expression the whole captured value must match (`[A-Za-z0-9+/]{43}=`), else
+    /// the bootstrap stops: what a node prints is untrusted input for every other node.
+    public var shape: String?
+    /// The captured value is a secret: never printed, and shown as `<redacted>` by `cluster info`.
+    public var secret: Bool?
 
-    public init(on: String, name: String, run: String? = nil, file: String? = nil, content: String? = nil,
-                mode: String? = nil, capture: String? = nil) {
-        self.on = on; self.name = name; self.run = run; self.file = file; self.content = content
-        self.mode = mode; self.capture = capture
+    public init(on: String, name: String, run: String? = nil, stdin: String? = nil, file: String? = nil,
+                content: String? = nil, mode: String? = nil, capture: String? = nil, shape: String? = nil,
+                secret: Bool? = nil) {
+        self.on = on; self.name = name; self.run = run; self.stdin = stdin; self.file = file; self.content = content
+        self.mode = mode; self.capture = capture; self.shape = shape; self.secret = secret
     }
 
+    /// Whether this step captures a secret.
+    public var isSecret: Bool { capture != nil && secret == true }
+
     func validate(recipe: String) throws {
-        guard (run == nil) != (file == nil) else {
-            throw VMCtlError.usage("recipe \(recipe): bootstrap step '\(name)' needs exactly one of run or file")
+        let what = "recipe \(recipe): bootstrap step '\(name)'"
+        guard (run == nil) != (file == nil) else { throw VMCtlError.usage("\(what) needs exactly one of run or file") }
+        if file != nil && content == nil { throw VMCtlError.usage("\(what) writes \(file!) but has no content") }
+        if capture != nil && run == nil { throw VMCtlError.usage("\(what) captures output but runs nothing") }
+        if stdin != nil && run == nil { throw VMCtlError.usage("\(what) has stdin but runs nothing to read it") }
+        if let m = mode, UInt16(m, radix: 8) == nil {
+            throw VMCtlError.usage("\(what) has mode '\(m)', not an octal mode like 0644")
         }
-        if file != nil && content == nil {
-            throw VMCtlError.usage("recipe \(recipe): bootstrap step '\(name)' writes \(file!) but has no content")
+        if let key = capture, key.range(of: "^[a-z_][a-z0-9_]*$", options: .regularExpression) == nil {
+            throw VMCtlError.usage("\(what) captures '\(key)': use lower-case letters, digits and _ (it becomes {{\(key)}})")
         }
-        if capture != nil && run == nil {
-            throw VMCtlError.usage("recipe \(recipe): bootstrap step '\(name)' captures output but runs nothing")
+        if capture == nil && (shape != nil || secret != nil) {
+            throw VMCtlError.usage("\(what) sets shape or secret but captures nothing (add capture: NAME)")
         }
+        if let shape {
+            do { _ = try Self.shapeRegex(shape) } catch {
+                throw VMCtlError.usage("\(what) has a shape that is not a regular expression (\(error)): \(shape)")
+            }
+        }
+    }
+
+    /// `shape` compiled: matched against Unicode scalars, so `[a-z]` never takes a combining mark along.
+    static func shapeRegex(_ pattern: String) throws -> Regex<AnyRegexOutput> {
+        try Regex(pattern).matchingSemantics(.unicodeScalar)
+    }
+
+    /// Checks what this step captured on `node` before anything uses it: not empty and, with a
+    /// `shape`, matching it whole. Errors name the node, the step and the fact, never the value.
+    public func checkCapture(_ value: String, node: String, stderr: String = "") throws {
+        guard let key = capture else { return }
+        guard !value.isEmpty else {
+            // A fact that came back empty would silently break every later step.
+            let why = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw VMCtlError("bootstrap step '\(name)' printed nothing on \(node) to capture as '\(key)'"
+                + (why.isEmpty || isSecret ? "" : ": \(why.suffix(300))"))
+        }
+        guard let shape else { return }
+        guard (try? Self.shapeRegex(shape).wholeMatch(in: value)) != nil else {
+            throw VMCtlError("bootstrap step '\(name)': \(node) returned a value for fact '\(key)' that does not match "
+                + "the step's shape, so it was refused (is the node misbehaving or compromised?)")
+        }
+    }
+
+    /// The error for this step's command failing on `node`: with its output, unless the step
+    /// captures a secret.
+    public func failure(node: String, status: Int32, stdout: String, stderr: String) -> VMCtlError {
+        let head = "bootstrap step '\(name)' failed on \(node) (exit \(status))"
+        if isSecret { return VMCtlError(head + "; its output is withheld as it captures the secret '\(capture ?? "")'") }
+        return VMCtlError(head + ": " + (stderr + stdout).trimmingCharacters(in: .whitespacesAndNewlines).suffix(400))
+    }
+
+    /// `text` with each secret value replaced by `<redacted>`, and, when `command` holds a
+    /// secret, the command too (an SSH error quotes its first 60 characters).
+    public static func scrub(_ text: String, secrets: [String], command: String? = nil) -> String {
+        var t = text
+        if let command, secrets.contains(where: { !$0.isEmpty && command.contains($0) }) {
+            for quoted in [command, String(command.prefix(60))] {
+                t = t.replacingOccurrences(of: quoted, with: "<command holding a secret>")
+            }
+        }
+        for v in secrets.sorted(by: { $0.count > $1.count }) where !v.isEmpty {
+            t = t.replacingOccurrences(of: v, with: ClusterState.redactedValue)
+        }
+        return t
     }
 }
 

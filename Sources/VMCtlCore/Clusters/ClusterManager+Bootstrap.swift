@@ -11,44 +11,43 @@ extension ClusterManager {
     }
 
     /// Runs the image's bootstrap steps in order, each on its nodes in parallel, saving facts
-    /// and progress after every step (so the state says how far it got).
+    /// and progress after every step (so the state says how far it got). A captured value
+    /// must match its step's `shape`; secrets never reach an event or an error message.
     func runBootstrap(_ writer: StateWriter, image: Image, elapsed: @escaping @Sendable () -> Double,
                       events: @escaping ClusterEventSink) async throws {
         guard let steps = image.bootstrap, !steps.isEmpty else { return }
         var record = await writer.state.bootstrap ?? ClusterState.BootstrapRecord()
+        record.secretFacts = Set(record.secretFacts).union(steps.filter(\.isSecret).compactMap(\.capture)).sorted()
         for (i, step) in steps.enumerated() where i >= record.finishedSteps {
             let s = await writer.state
             let nodes = bootstrapNodes(s)
             let targets = try BootstrapStep.select(step.on, nodes: nodes, roles: image.roles ?? [:])
             let clusterFacts = record.clusterFacts
+            let secrets = record.secretValues
             events(.note("bootstrap \(i + 1)/\(steps.count): \(step.name) (\(targets.map(\.name).joined(separator: ", ")))", elapsed: elapsed()))
             let outputs = try await withThrowingTaskGroup(of: (String, String).self) { group in
                 for node in targets {
                     group.addTask {
-                        let scope = BootstrapStep.scope(for: node, nodes: nodes, clusterFacts: clusterFacts)
-                        let plan = s.nodes.first { $0.plan.name == node.name }!.plan
-                        let target = try self.sshTarget(s, node: plan)
-                        let r: ExecResult
-                        if let file = step.file {
-                            let path = try Template(file).render(scope)
-                            let content = try Template(step.content ?? "").render(scope)
-                            let mode = step.mode ?? "0644"
-                            r = try await SSHSession.run(target, "sudo install -D -m \(mode) /dev/stdin '\(path)'",
-                                                         input: Data(content.utf8), timeout: .seconds(120))
-                        } else {
-                            r = try await SSHSession.run(target, try Template(step.run ?? "").render(scope), timeout: .seconds(600))
+                        var command: String?
+                        do {
+                            let scope = BootstrapStep.scope(for: node, nodes: nodes, clusterFacts: clusterFacts)
+                            let plan = s.nodes.first { $0.plan.name == node.name }!.plan
+                            let target = try self.sshTarget(s, node: plan)
+                            let (cmd, input, timeout) = try Self.bootstrapCommand(step, scope: scope)
+                            command = cmd
+                            let r = try await SSHSession.run(target, cmd, input: input, timeout: timeout)
+                            guard r.status == 0 else {
+                                throw step.failure(node: node.name, status: r.status, stdout: r.stdout, stderr: r.stderr)
+                            }
+                            let value = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                            try step.checkCapture(value, node: node.name, stderr: r.stderr)
+                            return (node.name, value)
+                        } catch let e as VMCtlError {
+                            throw VMCtlError(BootstrapStep.scrub(e.message, secrets: secrets, command: command), exitCode: e.exitCode)
+                        } catch {
+                            throw VMCtlError("bootstrap step '\(step.name)' on \(node.name): "
+                                + BootstrapStep.scrub("\(error)", secrets: secrets, command: command))
                         }
-                        guard r.status == 0 else {
-                            throw VMCtlError("bootstrap step '\(step.name)' failed on \(node.name) (exit \(r.status)): "
-                                + (r.stderr + r.stdout).trimmingCharacters(in: .whitespacesAndNewlines).suffix(400))
-                        }
-                        let value = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-                        if let key = step.capture, value.isEmpty {
-                            // A fact that came back empty would silently break every later step.
-                            throw VMCtlError("bootstrap step '\(step.name)' printed nothing on \(node.name) to capture as '\(key)'"
-                                + (r.stderr.isEmpty ? "" : ": \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).suffix(300))"))
-                        }
-                        return (node.name, value)
                     }
                 }
                 var out: [(String, String)] = []
@@ -66,5 +65,19 @@ extension ClusterManager {
         record.done = true
         let saved = record
         try await writer.update { $0.bootstrap = saved }
+    }
+
+    /// What a step runs on one node: the command, its standard input and its time limit.
+    /// A file is written by `install` from stdin, its path one quoted shell word.
+    static func bootstrapCommand(_ step: BootstrapStep, scope: [String: Template.Value]) throws
+        -> (command: String, input: Data?, timeout: Duration) {
+        if let file = step.file {
+            let path = try Template(file).render(scope)
+            let content = try Template(step.content ?? "").render(scope)
+            return ("sudo install -D -m \(step.mode ?? "0644") /dev/stdin \(Template.shellQuoted(path))",
+                    Data(content.utf8), .seconds(120))
+        }
+        let input = try step.stdin.map { Data(try Template($0).render(scope).utf8) }
+        return (try Template(step.run ?? "").render(scope), input, .seconds(600))
     }
 }

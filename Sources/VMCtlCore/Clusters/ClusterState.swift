@@ -33,9 +33,30 @@ public struct ClusterState: Codable, Sendable, Equatable {
         public var done: Bool
         public var clusterFacts: [String: String]
         public var nodeFacts: [String: [String: String]]
+        /// Names of the facts that are secrets (`secret: true` steps): kept here, never printed.
+        public var secretFacts: [String]
         public init(finishedSteps: Int = 0, done: Bool = false, clusterFacts: [String: String] = [:],
-                    nodeFacts: [String: [String: String]] = [:]) {
+                    nodeFacts: [String: [String: String]] = [:], secretFacts: [String] = []) {
             self.finishedSteps = finishedSteps; self.done = done; self.clusterFacts = clusterFacts; self.nodeFacts = nodeFacts
+            self.secretFacts = secretFacts
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            finishedSteps = try c.decode(Int.self, forKey: .finishedSteps)
+            done = try c.decode(Bool.self, forKey: .done)
+            clusterFacts = try c.decode([String: String].self, forKey: .clusterFacts)
+            nodeFacts = try c.decode([String: [String: String]].self, forKey: .nodeFacts)
+            // State files from before secrets were marked have none.
+            secretFacts = try c.decodeIfPresent([String].self, forKey: .secretFacts) ?? []
+        }
+
+        /// The values of the secret facts, on the cluster and on every node.
+        public var secretValues: [String] {
+            let names = Set(secretFacts)
+            let all = clusterFacts.filter { names.contains($0.key) }.map(\.value)
+                + nodeFacts.values.flatMap { $0.filter { names.contains($0.key) }.map(\.value) }
+            return Array(Set(all)).sorted()
         }
     }
 
@@ -54,6 +75,25 @@ public struct ClusterState: Codable, Sendable, Equatable {
         self.name = name; self.spec = spec; self.phase = phase; self.imageHash = imageHash; self.user = user
         self.connectURI = connectURI; self.embeddedRoot = embeddedRoot; self.accelerator = accelerator
         self.subnet = subnet; self.created = created; self.nodes = nodes
+    }
+}
+
+extension ClusterState {
+    /// What a secret fact's value reads as wherever vmctl prints it.
+    public static let redactedValue = "<redacted>"
+
+    /// This state with the value of every secret fact replaced by `<redacted>`, for printing
+    /// (the state file itself keeps the values).
+    public func redacted() -> ClusterState {
+        guard var b = bootstrap else { return self }
+        let secret = Set(b.secretFacts)
+        for k in b.clusterFacts.keys where secret.contains(k) { b.clusterFacts[k] = Self.redactedValue }
+        b.nodeFacts = b.nodeFacts.mapValues { facts in
+            facts.reduce(into: [:]) { out, f in out[f.key] = secret.contains(f.key) ? Self.redactedValue : f.value }
+        }
+        var s = self
+        s.bootstrap = b
+        return s
     }
 }
 
