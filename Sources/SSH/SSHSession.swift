@@ -141,8 +141,9 @@ public final class SSHSession: @unchecked Sendable {
     }
 
     /// Waits until the socket is ready in the direction libssh2 is blocked on.
-    private func waitSocket(_ s: OpaquePointer, deadline: ContinuousClock.Instant, what: String) throws {
-        let dir = libssh2_session_block_directions(s)
+    /// `also`: directions an earlier call in the same round was blocked on.
+    private func waitSocket(_ s: OpaquePointer, deadline: ContinuousClock.Instant, what: String, also: Int32 = 0) throws {
+        let dir = libssh2_session_block_directions(s) | also
         var events: Int16 = 0
         if dir & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
         if dir & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
@@ -154,6 +155,43 @@ public final class SSHSession: @unchecked Sendable {
 
     /// Runs `command`, feeding it `input` on stdin, and returns its exit status and output.
     public func exec(_ command: String, input: Data? = nil, timeout: Duration = .seconds(60)) throws -> ExecResult {
+        var out = Data()
+        var offset = 0
+        let source: ((UnsafeMutableRawBufferPointer) throws -> Int)? = input.map { input in
+            { buf in
+                let n = min(buf.count, input.count - offset)
+                if n > 0 { input.copyBytes(to: buf.bindMemory(to: UInt8.self), from: offset..<(offset + n)) }
+                offset += n
+                return n
+            }
+        }
+        let (status, err) = try stream(command, input: source, output: { out.append($0) }, timeout: timeout)
+        return ExecResult(status: status, stdoutData: out, stderr: err)
+    }
+
+    /// Runs `command` with its stdin read from `stdin` (to end of file; nil: none) and its
+    /// stdout handed to `stdout` piece by piece as it arrives, so neither side is held in
+    /// memory. The result's `stdoutData` is empty.
+    public func exec(_ command: String, stdin: FileHandle?, stdout: (Data) throws -> Void,
+                     timeout: Duration = .seconds(60)) throws -> ExecResult {
+        let source: ((UnsafeMutableRawBufferPointer) throws -> Int)? = stdin.map { h in
+            { buf in
+                while true {
+                    let n = read(h.fileDescriptor, buf.baseAddress, buf.count)
+                    if n >= 0 { return n }
+                    if errno != EINTR { throw SSHError(.protocolError, "read the input for \(command.prefix(60))", String(cString: strerror(errno))) }
+                }
+            }
+        }
+        let (status, err) = try stream(command, input: source, output: stdout, timeout: timeout)
+        return ExecResult(status: status, stdoutData: Data(), stderr: err)
+    }
+
+    /// The exec loop: writes what `input` yields (0: end, then EOF is sent) while reading
+    /// stdout into `output` and collecting stderr, until the command ends. Returns its exit
+    /// status and stderr.
+    private func stream(_ command: String, input: ((UnsafeMutableRawBufferPointer) throws -> Int)?,
+                        output: (Data) throws -> Void, timeout: Duration) throws -> (Int32, String) {
         guard let s = session else { throw SSHError(.protocolError, "run \(command)", "session is closed") }
         let deadline = ContinuousClock.now + timeout
         let what = "run `\(command.prefix(60))` on \(target.host):\(target.port)"
@@ -172,37 +210,48 @@ public final class SSHSession: @unchecked Sendable {
         defer { libssh2_channel_free(channel) }
         try retrying(s, deadline, what) { vmctl_ssh2_channel_exec(channel, command) }
 
-        if let input {
-            var offset = 0
-            while offset < input.count {
-                let n = input.withUnsafeBytes { buf in
-                    vmctl_ssh2_channel_write(channel, buf.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self),
-                                             input.count - offset)
-                }
-                if n == Int(LIBSSH2_ERROR_EAGAIN) { try waitSocket(s, deadline: deadline, what: what); continue }
-                if n < 0 { throw SSHError.last(s, what, code: Int32(n)) }
-                offset += n
-            }
-            try retrying(s, deadline, what) { libssh2_channel_send_eof(channel) }
-        }
-
-        var out = Data(), err = Data()
+        // Input goes out as the channel takes it, output is read meanwhile: a command that
+        // prints while it reads never stalls on a full window.
+        var pendingIn = [CChar](repeating: 0, count: 32 * 1024)
+        var inStart = 0, inEnd = 0
+        var inputDone = input == nil, eofSent = input == nil
+        var err = Data()
         var buf = [CChar](repeating: 0, count: 32 * 1024)
         while true {
+            var progressed = false
+            var writeBlocked: Int32 = 0  // the reads below overwrite libssh2's record of it
+            if !inputDone, inStart == inEnd, let input {
+                let n = try pendingIn.withUnsafeMutableBytes { try input($0) }
+                if n == 0 { inputDone = true } else { inStart = 0; inEnd = n }
+            }
+            if inStart < inEnd {
+                let n = pendingIn.withUnsafeBufferPointer { vmctl_ssh2_channel_write(channel, $0.baseAddress! + inStart, inEnd - inStart) }
+                if n > 0 { inStart += n; progressed = true } else if n == Int(LIBSSH2_ERROR_EAGAIN) {
+                    writeBlocked = libssh2_session_block_directions(s)
+                } else {
+                    throw SSHError.last(s, what, code: Int32(n))
+                }
+            } else if inputDone && !eofSent {
+                let rc = libssh2_channel_send_eof(channel)
+                if rc == 0 { eofSent = true; progressed = true } else if rc == LIBSSH2_ERROR_EAGAIN {
+                    writeBlocked = libssh2_session_block_directions(s)
+                } else {
+                    throw SSHError.last(s, what, code: rc)
+                }
+            }
             let n1 = vmctl_ssh2_channel_read(channel, &buf, buf.count)
-            if n1 > 0 { buf.withUnsafeBytes { out.append(contentsOf: $0.prefix(n1)) } }
+            if n1 > 0 { try buf.withUnsafeBytes { try output(Data($0.prefix(n1))) } }
             let n2 = vmctl_ssh2_channel_read_stderr(channel, &buf, buf.count)
             if n2 > 0 { buf.withUnsafeBytes { err.append(contentsOf: $0.prefix(n2)) } }
             if n1 < 0 && n1 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n1)) }
             if n2 < 0 && n2 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n2)) }
-            if n1 > 0 || n2 > 0 { continue }
-            if libssh2_channel_eof(channel) == 1 { break }
-            try waitSocket(s, deadline: deadline, what: what)
+            if progressed || n1 > 0 || n2 > 0 { continue }
+            if eofSent && libssh2_channel_eof(channel) == 1 { break }
+            try waitSocket(s, deadline: deadline, what: what, also: writeBlocked)
         }
         try retrying(s, deadline, what) { libssh2_channel_close(channel) }
         try retrying(s, deadline, what) { libssh2_channel_wait_closed(channel) }
-        let status = libssh2_channel_get_exit_status(channel)
-        return ExecResult(status: status, stdoutData: out, stderr: String(decoding: err, as: UTF8.self))
+        return (libssh2_channel_get_exit_status(channel), String(decoding: err, as: UTF8.self))
     }
 
     private func retrying(_ s: OpaquePointer, _ deadline: ContinuousClock.Instant, _ what: String,
@@ -222,6 +271,18 @@ public final class SSHSession: @unchecked Sendable {
             let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
             defer { session.close() }
             return try session.exec(command, input: input, timeout: timeout)
+        }
+    }
+
+    /// Connects and runs one command on a thread of its own, streaming: stdin from `stdin`
+    /// (to end of file), stdout to `stdout` as it arrives (the result's `stdoutData` is empty).
+    public static func run(_ target: SSHTarget, _ command: String, stdin: FileHandle?,
+                           stdout: @escaping @Sendable (Data) throws -> Void,
+                           timeout: Duration = .seconds(60)) async throws -> ExecResult {
+        try await onOwnThread("ssh.exec") {
+            let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
+            defer { session.close() }
+            return try session.exec(command, stdin: stdin, stdout: stdout, timeout: timeout)
         }
     }
 }

@@ -61,8 +61,7 @@ public struct AccelProbe: Sendable {
     /// "unable to mount root" panic within a second or two; a broken one prints nothing.
     public func probe(kernel: String) async throws -> Verdict {
         let qemu = try Command.require("qemu-system-x86_64")
-        let dir = "\(state.cache)/accel-probe-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try PrivateTemp.makeDirectory(in: state.cache, prefix: "accel-probe")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = "\(dir)/serial.log"
         FileManager.default.createFile(atPath: log, contents: nil)

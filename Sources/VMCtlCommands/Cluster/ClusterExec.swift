@@ -14,6 +14,9 @@ struct ClusterExec: AsyncParsableCommand {
     @Option(help: "Seconds before the command is abandoned.")
     var timeout: Int = 300
 
+    @Flag(name: .long, help: "Print output as is (on a terminal, control characters show as ^[ etc. by default; in --json, DEL and C1 as \\u escapes).")
+    var raw = false
+
     @Argument(parsing: .postTerminator, help: "The command (after --).")
     var command: [String]
 
@@ -23,13 +26,21 @@ struct ClusterExec: AsyncParsableCommand {
         let s = try m.existing(cluster.name)
         let results = await m.exec(s, nodes: try m.select(s, nodes), command: command.joined(separator: " "),
                                    timeout: .seconds(timeout))
-        if global.json { try printJSON(results) } else {
+        if global.json {
+            if TerminalText.applies(to: 1, raw: raw) {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                say(TerminalText.escapeJSON(String(decoding: try enc.encode(results), as: UTF8.self)))
+            } else {
+                try printJSON(results)
+            }
+        } else {
             for r in results {
                 let head = r.error != nil ? "error" : "exit \(r.status ?? -1)"
                 say("== \(r.node): \(head)")
-                if !r.stdout.isEmpty { FileHandle.standardOutput.write(Data(r.stdout.utf8)) }
-                if !r.stderr.isEmpty { FileHandle.standardError.write(Data(r.stderr.utf8)) }
-                if let e = r.error { FileHandle.standardError.write(Data("\(e)\n".utf8)) }
+                if !r.stdout.isEmpty { FileHandle.standardOutput.writeGuestOutput(r.stdout, raw: raw) }
+                if !r.stderr.isEmpty { FileHandle.standardError.writeGuestOutput(r.stderr, raw: raw) }
+                if let e = r.error { FileHandle.standardError.writeGuestOutput("\(e)\n", raw: raw) }
             }
         }
         if results.contains(where: { $0.status != 0 }) { throw ExitCode(1) }

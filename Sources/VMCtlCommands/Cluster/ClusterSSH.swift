@@ -13,6 +13,9 @@ struct ClusterSSH: AsyncParsableCommand {
     @Argument(parsing: .postTerminator, help: "A command to run instead of a shell (after --).")
     var command: [String] = []
 
+    @Flag(name: .long, help: "With a command: print its output as is (on a terminal, control characters show as ^[ etc. by default).")
+    var raw = false
+
     func run() async throws {
         let m = ClusterManager.current
         let s = try m.existing(cluster.name)
@@ -27,9 +30,9 @@ struct ClusterSSH: AsyncParsableCommand {
             throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
         }
         let r = await m.exec(s, nodes: [plan], command: command.joined(separator: " "))[0]
-        FileHandle.standardOutput.write(Data(r.stdout.utf8))
-        FileHandle.standardError.write(Data(r.stderr.utf8))
-        if let e = r.error { throw VMCtlError(e) }
+        FileHandle.standardOutput.writeGuestOutput(r.stdout, raw: raw)
+        FileHandle.standardError.writeGuestOutput(r.stderr, raw: raw)
+        if let e = r.error { throw VMCtlError(TerminalText.forTerminal(e, fd: 2, raw: raw)) }
         if r.status != 0 { throw ExitCode(r.status ?? 1) }
     }
 }
@@ -41,6 +44,8 @@ struct ClusterLogs: AsyncParsableCommand {
     var node: String
     @Flag(name: .shortAndLong, help: "Keep printing as the guest writes.")
     var follow = false
+    @Flag(name: .long, help: "Print the log as is (on a terminal, control characters show as ^[ etc. by default).")
+    var raw = false
 
     func run() async throws {
         let m = ClusterManager.current
@@ -49,11 +54,17 @@ struct ClusterLogs: AsyncParsableCommand {
         guard let h = FileHandle(forReadingAtPath: plan.serialLog) else {
             throw VMCtlError.usage("\(plan.name) has no serial log yet (\(plan.serialLog))")
         }
-        FileHandle.standardOutput.write(h.readDataToEndOfFile())
+        let out = FileHandle.standardOutput
+        // One stream, so a UTF-8 sequence split between reads is judged whole.
+        var text: TerminalText? = TerminalText.applies(to: out.fileDescriptor, raw: raw) ? TerminalText() : nil
+        func emit(_ d: Data, final: Bool) {
+            if text != nil { out.write(text!.feed(d, final: final)) } else { out.write(d) }
+        }
+        emit(h.readDataToEndOfFile(), final: !follow)
         guard follow else { return }
         while !Task.isCancelled {
             let d = h.availableData
-            if d.isEmpty { try await Task.sleep(for: .milliseconds(250)) } else { FileHandle.standardOutput.write(d) }
+            if d.isEmpty { try await Task.sleep(for: .milliseconds(250)) } else { emit(d, final: false) }
         }
     }
 }

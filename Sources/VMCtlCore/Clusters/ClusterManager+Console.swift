@@ -46,27 +46,44 @@ extension ClusterManager {
         }
     }
 
-    /// Copies a local file to `node:path` or `node:path` to a local file, over libssh2.
-    public func copy(_ name: String, from source: String, to destination: String) async throws {
+    /// Copies a local file to `node:path` or `node:path` to a local file, over libssh2,
+    /// streaming (neither side is held in memory). A copy made on the node is created with
+    /// umask 077 (0600); a local copy is written to a 0600 temporary file beside the
+    /// destination and renamed into place. `mode` (from `--mode`) sets the copy's mode instead.
+    /// A directory as destination receives the file under its own name.
+    public func copy(_ name: String, from source: String, to destination: String, mode: mode_t? = nil) async throws {
         let s = try existing(name)
         func split(_ arg: String) -> (String, String)? {
             guard let colon = arg.firstIndex(of: ":"), !arg.hasPrefix("/"), !arg.hasPrefix(".") else { return nil }
             return (String(arg[..<colon]), String(arg[arg.index(after: colon)...]))
         }
-        let quote: (String) -> String = { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
         switch (split(source), split(destination)) {
         case (nil, let (node, path)?):
-            guard let data = FileManager.default.contents(atPath: source) else {
-                throw VMCtlError.usage("cannot read \(source)")
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir), !isDir.boolValue,
+                  let input = FileHandle(forReadingAtPath: source) else {
+                throw VMCtlError.usage("cannot read \(source): give a readable file (cp copies one file, not a directory)")
             }
+            defer { try? input.close() }
             let plan = try select(s, [node])[0]
-            let r = try await SSHSession.run(try sshTarget(s, node: plan), "cat > \(quote(path))", input: data, timeout: .seconds(600))
+            let command = FileCopy.receiveCommand(path: path.isEmpty ? "." : path,
+                                                  sourceName: (source as NSString).lastPathComponent, mode: mode)
+            let r = try await SSHSession.run(try sshTarget(s, node: plan), command, stdin: input, stdout: { _ in },
+                                             timeout: .seconds(3600))
             guard r.status == 0 else { throw VMCtlError("copy to \(plan.name):\(path) failed: \(r.stderr)") }
         case (let (node, path)?, nil):
             let plan = try select(s, [node])[0]
-            let r = try await SSHSession.run(try sshTarget(s, node: plan), "cat \(quote(path))", timeout: .seconds(600))
-            guard r.status == 0 else { throw VMCtlError("copy from \(plan.name):\(path) failed: \(r.stderr)") }
-            try AtomicFile.write(r.stdoutData, to: destination)
+            let file = try FileCopy.Incoming(destination: FileCopy.localDestination(destination, remotePath: path),
+                                             mode: mode ?? FileCopy.defaultMode)
+            do {
+                let r = try await SSHSession.run(try sshTarget(s, node: plan), "cat \(FileCopy.quote(path))", stdin: nil,
+                                                 stdout: { try file.write($0) }, timeout: .seconds(3600))
+                guard r.status == 0 else { throw VMCtlError("copy from \(plan.name):\(path) failed: \(r.stderr)") }
+                try file.commit()
+            } catch {
+                file.discard()
+                throw error
+            }
         default:
             throw VMCtlError.usage("cp needs exactly one side as NODE:PATH, e.g. `vmctl cluster cp ./f node1:/tmp/f`")
         }

@@ -181,8 +181,9 @@ public struct Recipe: Codable, Sendable, Equatable {
         guard ByteSize.parse(resolvedRootSize) != nil else {
             throw VMCtlError.usage("recipe \(name): root_size '\(resolvedRootSize)' is not a size like 2G or 1536M")
         }
-        for f in files ?? [] {
+        for f in (files ?? []) + (hardware?.files ?? []) {
             guard f.path.hasPrefix("/") else { throw VMCtlError.usage("recipe \(name): file path '\(f.path)' must be absolute") }
+            try Self.checkGuestPath(f.path, recipe: name, what: "file")
             guard (f.content == nil) != (f.source == nil) else {
                 throw VMCtlError.usage("recipe \(name): file \(f.path) needs exactly one of content or source")
             }
@@ -198,10 +199,23 @@ public struct Recipe: Codable, Sendable, Equatable {
             guard f.path.hasPrefix("/"), URL(string: f.url)?.scheme != nil else {
                 throw VMCtlError.usage("recipe \(name): fetch needs an absolute path and a URL (got \(f.path), \(f.url))")
             }
+            try Self.checkGuestPath(f.path, recipe: name, what: "fetch")
         }
         let user = resolvedUser
         guard user.range(of: "^[a-z_][a-z0-9_-]{0,31}$", options: .regularExpression) != nil else {
             throw VMCtlError.usage("recipe \(name): user '\(user)' is not a valid Linux user name")
+        }
+    }
+
+    /// Refuses a file or fetch path with a `..` component or naming the root itself: it must name a file in the image.
+    static func checkGuestPath(_ path: String, recipe: String, what: String) throws {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        if parts.contains("..") {
+            throw VMCtlError.usage("recipe \(recipe): \(what) path '\(path)' contains a '..' component; "
+                + "write the path inside the image without '..', e.g. /etc/app/conf")
+        }
+        if path.hasSuffix("/") || (parts.last.map({ $0 == "." }) ?? true) {
+            throw VMCtlError.usage("recipe \(recipe): \(what) path '\(path)' names a directory, not a file; give the file's full path")
         }
     }
 

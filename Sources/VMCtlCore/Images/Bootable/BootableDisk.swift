@@ -64,9 +64,9 @@ public struct BootableDisk: Sendable {
         }
         let esp = layout.partition(.esp)
         try await Self.format(path, esp, label: "EFI")
-        let staging = NSTemporaryDirectory() + "vmctl-esp-\(getpid())-\(UUID().uuidString.prefix(8))"
+        // Beside the disk (a private build directory), not in a shared /tmp.
+        let staging = try PrivateTemp.makeDirectory(in: (path as NSString).deletingLastPathComponent, prefix: ".esp")
         defer { try? FileManager.default.removeItem(atPath: staging) }
-        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
         try Data(grubConfig().utf8).write(to: URL(fileURLWithPath: "\(staging)/grub.cfg"))
         // shim, started as the removable-media path, loads grubx64.efi from its own directory;
         // Debian's GRUB reads its config from /EFI/debian.

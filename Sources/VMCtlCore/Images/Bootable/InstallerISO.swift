@@ -151,7 +151,7 @@ public struct InstallerISO: Sendable {
         guard fm.fileExists(atPath: shim), fm.fileExists(atPath: grub) else {
             throw VMCtlError("image \(image.name) has no signed EFI loaders in \(efi): rebuild it (`vmctl image build \(image.name) --force`)")
         }
-        let stage = (output as NSString).deletingLastPathComponent + "/.iso-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let stage = try PrivateTemp.makeDirectory(in: (output as NSString).deletingLastPathComponent, prefix: ".iso")
         defer { try? fm.removeItem(atPath: stage) }
         for d in [".disk", "boot/grub", "EFI/BOOT", "install", "initrd/scripts"] {
             try fm.createDirectory(atPath: "\(stage)/\(d)", withIntermediateDirectories: true)
@@ -183,8 +183,10 @@ public struct InstallerISO: Sendable {
             try await Command("mcopy", ["-i", efiImg, f, "::/EFI/BOOT/\(name)"]).checkedAsync()
             try fm.copyItem(atPath: f, toPath: "\(stage)/EFI/BOOT/\(name)")
         }
-        let tmp = output + ".tmp-\(getpid())"
-        defer { try? fm.removeItem(atPath: tmp) }
+        // xorrisofs writes to a name nobody else can have made, then it is renamed into place.
+        let outDir = try PrivateTemp.makeDirectory(in: (output as NSString).deletingLastPathComponent, prefix: ".iso-out")
+        defer { try? fm.removeItem(atPath: outDir) }
+        let tmp = "\(outDir)/installer.iso"
         do {
             try await Command("xorrisofs", ["-quiet", "-o", tmp, "-V", Self.volumeID, "-R", "-J", "-joliet-long",
                                             "-e", "boot/grub/efi.img", "-no-emul-boot",

@@ -42,10 +42,11 @@ public struct MediaVerifier: Sendable {
         let key = KeyPair(privateKeyPath: keyPath)
         let fm = FileManager.default
         let base = "\(state.root)/verify"
-        let work = "\(base)/work-\(getpid())"
         USBMedia.sweepAbandonedWork(in: base, lead: "work-")
-        try fm.createDirectory(atPath: work, withIntermediateDirectories: true)
+        // mkdtemp (0700, then 0710 to QEMU's group so it can open the disks inside by name).
+        let work = try PrivateTemp.makeDirectory(in: base, prefix: "work-\(getpid())")
         defer { try? fm.removeItem(atPath: work) }
+        try FileAccess.directory(work, qemu: true)
         let target = HypervisorTarget.embedded(root: "\(base)/libvirt")
         let conn = try await target.open(sharedCapabilities: "\(state.cache)/qemu-capabilities")
         defer { conn.close() }
@@ -59,12 +60,14 @@ public struct MediaVerifier: Sendable {
         guard unpacked == manifest.diskBytes else {
             throw VMCtlError("\(manifest.usbImage) unpacks to \(unpacked) bytes, not \(manifest.diskBytes): it is damaged; write it again")
         }
+        try FileAccess.shareWithQemu(raw)
         var boots: [Boot] = []
         let grown = manifest.diskBytes + Self.growBytes
         for secure in [true, false] {
             let name = secure ? "usb-secure" : "usb-plain"
             let disk = "\(work)/\(name).qcow2"
             try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", raw, disk, String(grown)]).checkedAsync()
+            try FileAccess.shareWithQemu(disk, writable: true)
             let b = try await boot(conn, name: name, disks: [.init(path: disk, format: .qcow2, target: "sda", bus: .usb, bootOrder: 1)],
                                    secure: secure, key: key, progress: progress)
             boots.append(b)
@@ -73,6 +76,7 @@ public struct MediaVerifier: Sendable {
         if iso, let isoPath = manifest.installerISO {
             let disk = "\(work)/installed.qcow2"
             try await Command("qemu-img", ["create", "-q", "-f", "qcow2", disk, String(grown)]).checkedAsync()
+            try FileAccess.shareWithQemu(disk, writable: true)
             boots.append(try await install(conn, iso: isoPath, disk: disk, progress: progress))
             boots.append(try await boot(conn, name: "installed", disks: [.init(path: disk, format: .qcow2, target: "vda", bootOrder: 1)],
                                         secure: false, key: key, progress: progress))

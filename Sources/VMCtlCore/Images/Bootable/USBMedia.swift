@@ -108,9 +108,8 @@ public struct USBMedia: Sendable {
         guard let layout = img.layout, let raw = img.rawDisk else {
             throw VMCtlError("image \(img.name) has no bootable disk: rebuild it (`vmctl image build \(img.name) --force`)")
         }
-        let work = "\(out)/.\(prefix)-work-\(getpid())"
-        try? fm.removeItem(atPath: work)
-        try fm.createDirectory(atPath: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // mkdtemp (0700); the pid in the name lets a later run sweep it if this one dies.
+        let work = try PrivateTemp.makeDirectory(in: out, prefix: ".\(prefix)-work-\(getpid())")
         defer { try? fm.removeItem(atPath: work) }
         let final = Outputs(out, prefix)
         let staged = Outputs(work, prefix)
@@ -151,7 +150,7 @@ public struct USBMedia: Sendable {
             try await InstallerISO(image: img, title: prefix).write(diskGz: staged.gz, diskBytes: layout.totalBytes,
                                                                      diskGUID: diskGUID, to: staged.iso)
         }
-        try AtomicFile.write("* \(try hostKey.publicKeyLine())\n", to: staged.knownHosts)
+        try AtomicFile.write(Self.knownHostsLine(hostname: prefix, publicKey: try hostKey.publicKeyLine()), to: staged.knownHosts)
         let manifest = Manifest(image: img.name, imageHash: img.hash, user: img.user, usbImage: final.gz,
                                 rawImage: o.raw ? final.raw : nil, installerISO: o.iso ? final.iso : nil,
                                 diskBytes: layout.totalBytes, rootFSUUID: layout.rootFSUUID,
@@ -182,13 +181,35 @@ public struct USBMedia: Sendable {
         return d
     }
 
+    /// The media's known_hosts: the host key under the machine's hostname (the prefix), not
+    /// `*`, so the file vouches for that machine only. Its DHCP address is unknown when the
+    /// media are written, so connect with the hostname as alias:
+    /// `ssh -o HostKeyAlias=PREFIX -o UserKnownHostsFile=PREFIX-usb.known_hosts USER@ADDRESS`
+    /// (OpenSSH then looks the key up by that name, whatever address the machine got).
+    static func knownHostsLine(hostname: String, publicKey: String) -> String {
+        "\(hostname) \(publicKey)\n"
+    }
+
     /// Work directories of runs that died without cleaning up (a second Ctrl-C, SIGKILL):
     /// they hold a multi-GiB disk and a host key.
-    /// `lead` is the name up to the owner's pid.
+    /// `lead` is the name up to the owner's pid; `PrivateTemp` adds `.XXXXXX` after it
+    /// (names without that suffix are from older versions and swept too).
     static func sweepAbandonedWork(in out: String, lead: String) {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where entry.hasPrefix(lead) {
-            guard let pid = pid_t(entry.dropFirst(lead.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            guard let pid = ownerPID(entry, lead: lead), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
             try? FileManager.default.removeItem(atPath: "\(out)/\(entry)")
         }
+    }
+
+    /// The pid in a work directory's name `LEADpid.XXXXXX` (or the older `LEADpid`), or nil
+    /// when the name is not one of those.
+    static func ownerPID(_ entry: String, lead: String) -> pid_t? {
+        guard entry.hasPrefix(lead) else { return nil }
+        let rest = entry.dropFirst(lead.count)
+        let digits = rest.prefix { $0 != "." }
+        guard let pid = pid_t(digits), pid > 0 else { return nil }
+        let tail = String(rest.dropFirst(digits.count))
+        guard tail.isEmpty || PrivateTemp.isDirectory(String(digits) + tail, madeWith: String(digits)) else { return nil }
+        return pid
     }
 }
