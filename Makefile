@@ -33,11 +33,13 @@ demo: build
 	$(VMCTL) cluster info --name demo
 	@echo "demo cluster is up: '$(VMCTL) cluster ssh node1 --name demo' for a shell, 'make vm-clean NAME=demo' to remove it"
 
-# Unit tests first (no hypervisor), then the real-VM tests.
+# Unit tests first (no hypervisor), then the real-VM tests in a state dir from mktemp -d
+# (images are built cold in it), removed afterwards whatever happens.
 test: build
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter VMCtlUnitTests
-	$(SWIFT) test --skip-build --filter VMCtlVMTests
+	home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
+	  VMCTL_TEST_HOME=$$home $(SWIFT) test --skip-build --filter VMCtlVMTests
 
 test-unit: build
 	$(SWIFT) test --filter VMCtlUnitTests

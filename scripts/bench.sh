@@ -3,11 +3,13 @@
 #   RUNS=3     boots per single-VM measurement (median reported)
 #   NODES="3"  cluster sizes to measure besides 1 (e.g. "3 5")
 #   CRUNS=1    runs per cluster size
-# Uses its own state dir (VMCTL_BENCH_HOME, default /var/tmp/vmctl-bench); cleans what it made.
+# Uses its own state dir (VMCTL_BENCH_HOME, default a new one from mktemp -d, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}; NODES=${NODES:-3}; CRUNS=${CRUNS:-1}; IMAGE=${IMAGE:-debian-12}
-export VMCTL_HOME=${VMCTL_BENCH_HOME:-/var/tmp/vmctl-bench}
+OWN_HOME=""
+if [ -z "${VMCTL_BENCH_HOME:-}" ]; then OWN_HOME=$(mktemp -d /var/tmp/vmctl-bench.XXXXXX); fi
+export VMCTL_HOME=${VMCTL_BENCH_HOME:-$OWN_HOME}
 VMCTL=$PWD/.build/debug/vmctl
 export VMCTL_BINARY=$VMCTL
 WORK=$(mktemp -d /tmp/vmctl-bench.XXXXXX)
@@ -18,6 +20,7 @@ cleanup() {
     "$VMCTL" cluster clean --name "$n" >/dev/null 2>&1 || true
   done
   rm -rf "$WORK"
+  [ -n "$OWN_HOME" ] && rm -rf "$OWN_HOME" || true
 }
 trap cleanup EXIT
 now() { date +%s.%N; }

@@ -7,10 +7,18 @@ public struct Command: Sendable {
     public var arguments: [String]
     public var environment: [String: String]?
     public var workingDirectory: String?
+    /// The child's umask, when it must differ from vmctl's own 077 (image builds: files made
+    /// inside a guest's root keep their usual modes).
+    public var umask: mode_t?
 
-    public init(_ tool: String, _ arguments: [String], environment: [String: String]? = nil, workingDirectory: String? = nil) {
+    public init(_ tool: String, _ arguments: [String], environment: [String: String]? = nil, workingDirectory: String? = nil,
+                umask: mode_t? = nil) {
         self.tool = tool; self.arguments = arguments; self.environment = environment; self.workingDirectory = workingDirectory
+        self.umask = umask
     }
+
+    /// The umask image-build children run with.
+    public static let guestUmask: mode_t = 0o022
 
     /// What a finished command printed and returned.
     public struct Output: Sendable {
@@ -47,8 +55,15 @@ public struct Command: Sendable {
     /// Runs the command and waits. Blocks the calling thread.
     public func run(input: Data? = nil) throws -> Output {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try Self.require(tool))
-        p.arguments = arguments
+        let path = try Self.require(tool)
+        if let mask = umask {
+            // Process cannot set a child's umask: a shell sets it and execs the tool.
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "umask \(String(mask, radix: 8)) && exec \"$0\" \"$@\"", path] + arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: path)
+            p.arguments = arguments
+        }
         if let environment { p.environment = environment }
         if let workingDirectory { p.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         let out = Pipe(), err = Pipe(), inp = Pipe()

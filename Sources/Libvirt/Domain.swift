@@ -103,6 +103,18 @@ public final class Domain: @unchecked Sendable {
         return String(cString: c)
     }
 
+    /// vmctl's labels from the domain's `<metadata>` (empty when it has none: not vmctl's).
+    public func labels() throws -> [String: String] {
+        guard let c = virDomainGetMetadata(try raw(), Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue),
+                                           DomainSpec.metadataNamespace, 0) else {
+            let err = LibvirtError.last("read metadata of \(name)")
+            if err.code == Int32(VIR_ERR_NO_DOMAIN_METADATA.rawValue) { return [:] }
+            throw err
+        }
+        defer { free(c) }
+        return DomainSpec.parseLabels(String(cString: c))
+    }
+
     /// Memory and CPU time as libvirt reports them.
     public struct Info: Sendable {
         public var memoryKiB: UInt

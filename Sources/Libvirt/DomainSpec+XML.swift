@@ -94,7 +94,10 @@ extension DomainSpec {
             w.empty("target", ["port": "0"])
         }
         w.element("console", ["type": "pty"]) { w in w.empty("target", ["type": "serial", "port": "0"]) }
-        if let port = vncPort {
+        if let socket = vncSocket {
+            w.element("graphics", ["type": "vnc"]) { w in w.empty("listen", ["type": "socket", "socket": socket]) }
+            w.element("video") { w in w.empty("model", ["type": "vga", "vram": "16384", "heads": "1"]) }
+        } else if let port = vncPort {
             w.element("graphics", ["type": "vnc", "port": String(port), "autoport": "no", "listen": "127.0.0.1"]) { w in
                 w.empty("listen", ["type": "address", "address": "127.0.0.1"])
             }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything vmctl says about a guest, as typed values. `DomainSpec.xml()` is the one
 /// place that turns them into libvirt domain XML.
 public struct DomainSpec: Sendable, Equatable {
@@ -54,8 +56,11 @@ public struct DomainSpec: Sendable, Equatable {
     public var nics: [NIC]
     /// Where QEMU writes everything the guest prints on its first serial port.
     public var serialLog: String?
-    /// VNC on 127.0.0.1 at this port; nil for none.
+    /// VNC on 127.0.0.1 at this port; nil for none. Any local user can connect to a TCP port:
+    /// prefer `vncSocket`.
     public var vncPort: Int?
+    /// VNC on a UNIX socket at this path (QEMU creates it; its directory decides who connects).
+    public var vncSocket: String?
     /// vmctl's own labels, stored in the domain's `<metadata>` so state can be rebuilt from libvirt.
     public var labels: [String: String]
 
@@ -66,12 +71,34 @@ public struct DomainSpec: Sendable, Equatable {
 
     public init(name: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, cpuModel: String?,
                 boot: DirectBoot?, uefi: UEFI? = nil, disks: [Disk], nics: [NIC], serialLog: String?,
-                vncPort: Int?, labels: [String: String] = [:]) {
+                vncPort: Int?, vncSocket: String? = nil, labels: [String: String] = [:]) {
         self.name = name; self.accelerator = accelerator; self.memoryMiB = memoryMiB; self.vcpus = vcpus
         self.cpuModel = cpuModel; self.boot = boot; self.uefi = uefi; self.disks = disks; self.nics = nics
-        self.serialLog = serialLog; self.vncPort = vncPort; self.labels = labels
+        self.serialLog = serialLog; self.vncPort = vncPort; self.vncSocket = vncSocket
+        self.labels = labels
     }
 
     /// The metadata namespace vmctl's labels live under.
     public static let metadataNamespace = "https://github.com/vmctl/vmctl/xmlns/domain/1"
+
+    /// Reads labels back from the `<labels>` element libvirt returns for that namespace
+    /// (whatever prefix it uses); values are unescaped.
+    public static func parseLabels(_ xml: String) -> [String: String] {
+        var out: [String: String] = [:]
+        let pattern = #"<(?:[A-Za-z0-9_]+:)?label key="([^"]*)"\s*(?:/>|>([^<]*)</(?:[A-Za-z0-9_]+:)?label>)"#
+        guard let re = try? NSRegularExpression(pattern: pattern) else { return out }
+        let ns = xml as NSString
+        for m in re.matches(in: xml, range: NSRange(location: 0, length: ns.length)) {
+            let key = unescape(ns.substring(with: m.range(at: 1)))
+            let value = m.range(at: 2).location == NSNotFound ? "" : unescape(ns.substring(with: m.range(at: 2)))
+            out[key] = value
+        }
+        return out
+    }
+
+    private static func unescape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
+            .replacingOccurrences(of: "&amp;", with: "&")
+    }
 }

@@ -6,6 +6,13 @@ import Synchronization
 /// The embedded QEMU driver needs it (monitor I/O, domain events).
 public enum LibvirtEventLoop {
     private static let started = Mutex(false)
+    private static let logFile = Mutex<String?>(nil)
+
+    /// Where libvirt's own warnings go: a file in a directory the caller has checked is its
+    /// own (never a predictable /tmp path). Without one, only errors reach stderr.
+    public static func setLogFile(_ path: String) {
+        logFile.withLock { $0 = path }
+    }
 
     /// Registers the default implementation and starts its thread; later calls do nothing.
     /// Must run before the first connection is opened.
@@ -16,9 +23,8 @@ public enum LibvirtEventLoop {
             // libvirt's own log lines (warnings from the embedded driver) go to a file, not
             // the user's terminal; LIBVIRT_LOG_OUTPUTS still overrides.
             if getenv("LIBVIRT_LOG_OUTPUTS") == nil {
-                let dir = "/tmp/vmctl-\(getuid())"
-                mkdir(dir, 0o700)
-                setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(dir)/libvirt.log", 1)
+                let output = logFile.withLock { $0 }.map { "3:file:\($0)" } ?? "4:stderr"
+                setenv("LIBVIRT_LOG_OUTPUTS", output, 1)
             }
             try check(virInitialize(), "initialise libvirt")
             try check(virEventRegisterDefaultImpl(), "register libvirt's event loop")

@@ -6,6 +6,10 @@ import VMCtlCore
 /// cancellation, and cancellation tears down what the running command created.
 public enum VMCtl {
     public static func main() async {
+        // Everything vmctl creates is private unless it says otherwise (FileAccess); image
+        // builds give their children the usual 022 back.
+        umask(0o077)
+        StateDir.resolve().useLogIfPresent()
         let args = Array(CommandLine.arguments.dropFirst())
         let command: ParsableCommand
         do {

@@ -53,29 +53,53 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
     }
 
     /// UNIX socket paths are limited to 108 bytes and libvirt puts QEMU's monitor socket
-    /// deep under the root: a long root is reached through a short symlink instead.
+    /// deep under the root: a long root is reached through a short symlink instead, kept in
+    /// a directory only vmctl's user can write (`/run/vmctl` as root, else
+    /// `$XDG_RUNTIME_DIR/vmctl`). Pure: `linkShortRoot` makes the link.
     static func shortRoot(_ root: String) -> String {
-        guard root.utf8.count > 48 else { return root }
+        guard root.utf8.count > 48, let dir = runtimeDirectory else { return root }
         let digest = SHA256.hash(data: Data(root.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
-        let dir = "/tmp/vmctl-\(getuid())"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                 attributes: [.posixPermissions: 0o700])
-        let link = "\(dir)/\(digest)"
+        return "\(dir)/\(digest)"
+    }
+
+    /// Where short links live: never a predictable directory in /tmp.
+    static var runtimeDirectory: String? {
+        if getuid() == 0 { return "/run/vmctl" }
+        guard let xdg = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !xdg.isEmpty else { return nil }
+        return "\(xdg)/vmctl"
+    }
+
+    /// Makes (or repairs) the short link to `root` inside a directory checked to be ours.
+    static func linkShortRoot(_ root: String) throws {
+        let link = shortRoot(root)
+        guard link != root, let dir = runtimeDirectory else { return }
+        // QEMU (libvirt-qemu) passes through the link to reach its monitor socket.
+        try FileAccess.directory(dir, qemu: true)
         if (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) != root {
-            try? FileManager.default.removeItem(atPath: link)
-            try? FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: root)
+            unlink(link)
+            guard symlink(root, link) == 0 else {
+                throw VMCtlError("cannot link \(link) to \(root): \(String(cString: strerror(errno)))")
+            }
         }
-        return link
+    }
+
+    /// Removes the short link to `root`, if there is one.
+    static func unlinkShortRoot(_ root: String) {
+        let link = shortRoot(root)
+        if link != root, (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == root { unlink(link) }
     }
 
     /// The embedded driver's qemu.conf. No virtlogd runs, so QEMU writes logs itself.
-    /// As root: QEMU runs as root without a security driver, because paths named only in
-    /// `qemu:commandline` (switch sockets) are never labelled for a confined QEMU (AppArmor),
-    /// and no cgroup or mount-namespace setup that needs systemd is attempted.
+    /// As root, QEMU runs as the unprivileged `libvirt-qemu` user (DAC): vmctl itself makes
+    /// what QEMU opens `root:libvirt-qemu` and group-readable (`FileAccess`), so libvirt need
+    /// not relabel anything (`dynamic_ownership = 0`). No AppArmor driver, because paths named
+    /// only in `qemu:commandline` (switch sockets) are never labelled for it, and no cgroup or
+    /// mount-namespace setup that needs systemd is attempted.
     public static func embeddedQemuConf(asRoot: Bool) -> String {
         var lines = ["# written by vmctl", "stdio_handler = \"file\""]
         if asRoot {
-            lines += ["user = \"root\"", "group = \"root\"", "dynamic_ownership = 0", "remember_owner = 0",
+            lines += ["user = \"\(FileAccess.qemuUser)\"", "group = \"\(FileAccess.qemuGroupName)\"",
+                      "dynamic_ownership = 0", "remember_owner = 0",
                       "security_driver = \"none\"", "namespaces = [ ]", "cgroup_controllers = [ ]"]
         }
         return lines.joined(separator: "\n") + "\n"
@@ -106,7 +130,17 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
     /// on its own thread.
     public func open(sharedCapabilities: String? = nil) async throws -> Connection {
         if let root = embeddedRoot {
+            try FileAccess.requireQemuUser()
+            // libvirt makes QEMU's own directories below the root and hands them to QEMU's user.
+            try FileAccess.directoryWithParents(root, qemu: true)
+            try FileAccess.directory("\(root)/etc")
+            // libvirt runs inside vmctl and inherits its umask (077): the directories QEMU
+            // must pass through to its own (monitor socket, master key, pid file) are made
+            // here, traversable by QEMU's group; libvirt hands the ones below to QEMU's user.
+            try FileAccess.directory("\(root)/lib", qemu: true)
+            try FileAccess.directory("\(root)/run", qemu: true)
             try AtomicFile.write(Self.embeddedQemuConf(asRoot: getuid() == 0), to: "\(root)/etc/qemu.conf")
+            try Self.linkShortRoot(root)
             if let shared = sharedCapabilities { Self.copyCapabilities(from: shared, to: Self.capabilitiesDir(root)) }
         }
         do {

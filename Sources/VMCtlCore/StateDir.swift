@@ -1,4 +1,5 @@
 import Foundation
+import Libvirt
 
 /// Where vmctl keeps everything: images, clusters, embedded libvirt roots, caches.
 ///
@@ -30,24 +31,49 @@ public struct StateDir: Sendable, Equatable {
     public var cache: String { "\(root)/cache" }
     public func cluster(_ name: String) -> String { "\(clusters)/\(name)" }
 
-    /// Creates `root` if needed and proves it is writable, or says what to do.
+    /// libvirt's own log, QEMU's probes: root's alone.
+    public var logs: String { "\(root)/log" }
+
+    /// Creates `root` if needed (checked to be ours: a directory, not a symlink, owned by
+    /// this user; shared with QEMU's group as root, private otherwise), proves it is writable
+    /// and that QEMU's user can reach it, and sends libvirt's log into it.
     public func ensureWritable() throws {
-        let fm = FileManager.default
         do {
-            try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
-            let probe = "\(root)/.write-test-\(getpid())"
-            guard fm.createFile(atPath: probe, contents: Data()) else { throw CocoaError(.fileWriteNoPermission) }
-            try fm.removeItem(atPath: probe)
-        } catch {
+            try FileAccess.directoryWithParents(root, qemu: true)
+        } catch let e as VMCtlError where e.message.hasPrefix("cannot create") {
+            throw VMCtlError("state dir \(root) is not writable (\(e.message)): set VMCTL_HOME to a directory you own, or fix its permissions")
+        }
+        if let blocked = FileAccess.blockedAncestor(of: root + "/x") {
+            throw VMCtlError("QEMU runs as \(FileAccess.qemuUser) and cannot pass through \(blocked) to reach \(root): "
+                + "set VMCTL_HOME to a directory under one others can traverse (e.g. /var/lib/vmctl)")
+        }
+        let probe = "\(root)/.write-test-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else {
             throw VMCtlError("state dir \(root) is not writable: set VMCTL_HOME to a directory you own, or fix its permissions")
         }
+        close(fd)
+        unlink(probe)
+        try FileAccess.directory(logs)
+        LibvirtEventLoop.setLogFile("\(logs)/libvirt.log")
+    }
+
+    /// Sends libvirt's log into the state dir when it exists already and checks out as ours
+    /// (commands that create nothing do not create it).
+    public func useLogIfPresent() {
+        guard FileManager.default.fileExists(atPath: root),
+              (try? FileAccess.directory(root, qemu: true)) != nil,
+              (try? FileAccess.directory(logs)) != nil else { return }
+        LibvirtEventLoop.setLogFile("\(logs)/libvirt.log")
     }
 }
 
 /// Writes files so that readers see either the old or the new content, never half of it.
 public enum AtomicFile {
     /// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`.
-    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+    /// Files are created with their final mode (0600 unless asked): no window in which a
+    /// secret is readable by others.
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -72,16 +98,16 @@ public enum AtomicFile {
         }
     }
 
-    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o600) throws {
         try write(Data(text.utf8), to: path, mode: mode)
     }
 
     /// Encodes `value` as pretty, key-sorted JSON and writes it atomically.
-    public static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    public static func writeJSON<T: Encodable>(_ value: T, to path: String, mode: mode_t = 0o600) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         enc.dateEncodingStrategy = .iso8601
-        try write(enc.encode(value), to: path)
+        try write(enc.encode(value), to: path, mode: mode)
     }
 
     /// Reads JSON written by `writeJSON`.

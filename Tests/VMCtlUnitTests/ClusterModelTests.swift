@@ -32,8 +32,8 @@ struct ClusterModelTests {
         #expect(throws: VMCtlError.self) { try ClusterManager.validateName("No!") }
     }
 
-    static func state(_ name: String, ssh: [Int], vnc: [Int], subnet: Int) -> ClusterState {
-        let alloc = Allocation(sshPorts: ssh, vncPorts: vnc, subnetIndex: subnet)
+    static func state(_ name: String, ssh: [Int], subnet: Int) -> ClusterState {
+        let alloc = Allocation(sshPorts: ssh, subnetIndex: subnet)
         let plans = alloc.plans(cluster: name, count: ssh.count, paths: ClusterPaths(state: StateDir(root: "/s"), name: name))
         return ClusterState(name: name, spec: ClusterSpec(nodes: ssh.count), phase: .running, imageHash: "h", user: "vmctl",
                             connectURI: "qemu:///embed?root=/s", embeddedRoot: "/s", accelerator: .tcg,
@@ -41,12 +41,12 @@ struct ClusterModelTests {
                             nodes: plans.map { .init(plan: $0, phase: .verified) })
     }
 
-    @Test("ports from 2223 and 5900 skip other clusters' and busy ports; subnets are unique")
+    @Test("ports from 2223 skip other clusters' and busy ports (old VNC ports too); subnets are unique; no VNC port")
     func allocation() throws {
-        let other = Self.state("a", ssh: [2223, 2224], vnc: [5900, 5901], subnet: 1)
+        var other = Self.state("a", ssh: [2223, 2224], subnet: 1)
+        other.nodes[1].plan.vncPort = 2225
         let a = try Allocation.choose(count: 3, taken: [other], isFree: { $0 != 2226 })
-        #expect(a.sshPorts == [2225, 2227, 2228])
-        #expect(a.vncPorts == [5902, 5903, 5904])
+        #expect(a.sshPorts == [2227, 2228, 2229])
         #expect(a.subnetIndex == 2)
         let plans = a.plans(cluster: "b", count: 3, paths: ClusterPaths(state: StateDir(root: "/s"), name: "b"))
         #expect(plans.map(\.name) == ["node1", "node2", "node3"])
@@ -61,7 +61,7 @@ struct ClusterModelTests {
     func stateRoundTrip() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("state-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var s = Self.state("rt", ssh: [2300], vnc: [5950], subnet: 9)
+        var s = Self.state("rt", ssh: [2300], subnet: 9)
         s.nodes[0].plan.hostKey = .init(type: "ssh-ed25519", base64: "AAAA")
         try AtomicFile.writeJSON(s, to: "\(dir)/state.json")
         #expect(try AtomicFile.readJSON(ClusterState.self, from: "\(dir)/state.json") == s)

@@ -15,7 +15,7 @@ struct DomainXMLTests {
                     .init(path: "/n/seed.iso", format: .raw, target: "vdb", readOnly: true)],
             nics: nics ?? [.init(mode: .user(.init(forwards: [.init(host: 2223, guest: 22)])), mac: "52:54:00:10:01:01"),
                            .init(mode: .stream(socket: "/c/switch.sock"), mac: "52:54:00:20:01:01")],
-            serialLog: "/n/serial.log", vncPort: 5900, labels: ["cluster": "c1", "node": "node1"])
+            serialLog: "/n/serial.log", vncPort: nil, vncSocket: "/n/vnc/vnc.sock", labels: ["cluster": "c1", "node": "node1"])
     }
 
     @Test("user-mode NICs are restricted and forward SSH from 127.0.0.1 only, on explicit pcie.0 slots")
@@ -51,7 +51,7 @@ struct DomainXMLTests {
         #expect(try doc.nodes(forXPath: "/domain/devices/serial/log/@file").first?.stringValue == "/tmp/a&b<c>.log")
     }
 
-    @Test("direct kernel boot, disks, serial log and VNC on 127.0.0.1 are all in the XML")
+    @Test("direct kernel boot, disks, serial log and VNC on a UNIX socket (no TCP port) are all in the XML")
     func structure() throws {
         let doc = try XMLDocument(xmlString: Self.spec().xml())
         func value(_ xpath: String) throws -> String? { try doc.nodes(forXPath: xpath).first?.stringValue }
@@ -61,8 +61,10 @@ struct DomainXMLTests {
         #expect(try value("/domain/cpu/model") == "qemu64")
         #expect(try doc.nodes(forXPath: "/domain/devices/disk").count == 2)
         #expect(try value("/domain/devices/disk[target/@dev='vdb']/readonly") != nil)
-        #expect(try value("/domain/devices/graphics/@listen") == "127.0.0.1")
-        #expect(try value("/domain/devices/graphics/@port") == "5900")
+        #expect(try value("/domain/devices/graphics/listen/@type") == "socket")
+        #expect(try value("/domain/devices/graphics/listen/@socket") == "/n/vnc/vnc.sock")
+        #expect(try value("/domain/devices/graphics/@port") == nil)
+        #expect(try value("/domain/devices/graphics/@listen") == nil)
     }
 
     @Test("libvirt's own parser (test:///default driver) accepts the XML and keeps name and labels")
@@ -78,7 +80,21 @@ struct DomainXMLTests {
         let back = try d.xml()
         #expect(back.contains("52:54:00:30:00:01"))
         #expect(back.contains(DomainSpec.metadataNamespace))
+        // Labels read back through virDomainGetMetadata: how clean finds a cluster's domains.
+        #expect(try d.labels() == s.labels)
+        var marked = s
+        marked.name += "-unlabelled"
+        marked.labels = [:]
+        let plain = try conn.define(xml: marked.xml())
+        defer { try? plain.undefine(); plain.close() }
+        #expect(try plain.labels() == [:])
         #expect(try d.state() == .shutOff)
+    }
+
+    @Test("labels parse back whatever prefix libvirt gives the namespace, with values unescaped")
+    func labelParsing() {
+        let xml = #"<x:labels xmlns:x="u"><x:label key="cluster">a-node1</x:label><x:label key="note">&lt;b&gt;&amp;</x:label><x:label key="e"/></x:labels>"#
+        #expect(DomainSpec.parseLabels(xml) == ["cluster": "a-node1", "note": "<b>&", "e": ""])
     }
 
     @Test("libvirt failures carry libvirt's own message")

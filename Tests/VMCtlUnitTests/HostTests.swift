@@ -19,7 +19,7 @@ struct HostTests {
         #expect(throws: VMCtlError.self) { try HypervisorTarget.resolve(connect: "xen:///system", defaultRoot: "/x") }
     }
 
-    @Test("a long embedded root is reached through a short symlink (108-byte socket limit)")
+    @Test("a long embedded root is reached through a short symlink in /run/vmctl (ours, checked), never /tmp")
     func shortRoot() throws {
         let deep = FileManager.default.temporaryDirectory.appendingPathComponent(
             "a-rather-deep-state-directory-\(UUID())/clusters/default/libvirt").path
@@ -27,18 +27,59 @@ struct HostTests {
         defer { try? FileManager.default.removeItem(atPath: deep) }
         let short = HypervisorTarget.shortRoot(deep)
         #expect(short.utf8.count < 40)
+        #expect(!short.hasPrefix("/tmp"))
+        try HypervisorTarget.linkShortRoot(deep)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: short) == deep)
+        var st = stat()
+        #expect(lstat((short as NSString).deletingLastPathComponent, &st) == 0)
+        #expect(st.st_uid == getuid() && st.st_mode & 0o007 == 0)
         #expect(HypervisorTarget.shortRoot("/var/lib/vmctl/x") == "/var/lib/vmctl/x")
-        try FileManager.default.removeItem(atPath: short)
+        HypervisorTarget.unlinkShortRoot(deep)
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: short)) == nil)
     }
 
-    @Test("the embedded qemu.conf logs to files and, as root, needs no confinement or systemd")
+    @Test("the embedded qemu.conf runs QEMU as libvirt-qemu (DAC), logs to files, needs no systemd")
     func qemuConf() {
         let root = HypervisorTarget.embeddedQemuConf(asRoot: true)
         #expect(root.contains("stdio_handler = \"file\""))
-        #expect(root.contains("security_driver = \"none\""))
+        #expect(root.contains("user = \"libvirt-qemu\""))
+        #expect(root.contains("group = \"libvirt-qemu\""))
+        #expect(!root.contains("\"root\""))
         #expect(root.contains("cgroup_controllers = [ ]"))
-        #expect(!HypervisorTarget.embeddedQemuConf(asRoot: false).contains("security_driver"))
+        #expect(!HypervisorTarget.embeddedQemuConf(asRoot: false).contains("user ="))
+    }
+
+    @Test("a directory planted by another user, a symlink or a file is refused in one line naming it; ours is made private")
+    func ownedDirectories() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("owned-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let mine = "\(base)/mine"
+        try FileAccess.directory(mine)
+        var st = stat()
+        #expect(lstat(mine, &st) == 0 && st.st_mode & 0o7777 == 0o700 && st.st_uid == getuid())
+        // Already there with a loose mode: tightened, not refused.
+        chmod(mine, 0o755)
+        try FileAccess.directory(mine)
+        #expect(lstat(mine, &st) == 0 && st.st_mode & 0o7777 == 0o700)
+        let link = "\(base)/link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: mine)
+        #expect { try FileAccess.directory(link) } throws: { e in
+            "\(e)".contains("refusing \(link)") && !"\(e)".contains("\n") }
+        if getuid() == 0 {
+            let planted = "\(base)/planted"
+            #expect(mkdir(planted, 0o777) == 0)
+            #expect(chown(planted, 65534, 65534) == 0)
+            #expect { try FileAccess.directory(planted) } throws: { e in
+                "\(e)".contains("refusing \(planted)") && "\(e)".contains("uid 65534") }
+            #expect(lstat(planted, &st) == 0 && st.st_uid == 65534, "left as it was")
+            // Shared with QEMU: root:libvirt-qemu 0710.
+            if let gid = FileAccess.qemuGroup {
+                let shared = "\(base)/shared"
+                try FileAccess.directory(shared, qemu: true)
+                #expect(lstat(shared, &st) == 0 && st.st_mode & 0o7777 == 0o710 && st.st_gid == gid)
+            }
+        }
     }
 
     @Test("a state dir that cannot be written gives one clear error naming the fix")

@@ -5,8 +5,14 @@ import Testing
 /// Runs the real `vmctl` binary against a state dir of the tests' own, and finds what it
 /// left behind. Every test tears down its clusters through `withCluster`, even on failure.
 enum VMFixture {
-    /// Reused across runs so the image is built once per machine (its cache is keyed by hash).
-    static let home = ProcessInfo.processInfo.environment["VMCTL_TEST_HOME"] ?? "/var/tmp/vmctl-tests"
+    /// `VMCTL_TEST_HOME` (`make test` makes one with `mktemp -d` and removes it), else a new
+    /// private directory from `mkdtemp` for this test process: never a predictable path.
+    static let home: String = {
+        if let h = ProcessInfo.processInfo.environment["VMCTL_TEST_HOME"], !h.isEmpty { return h }
+        var template = Array("/var/tmp/vmctl-tests.XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { fatalError("mkdtemp: \(String(cString: strerror(errno)))") }
+        return String(cString: made)
+    }()
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
     static var binary: String {

@@ -3,6 +3,8 @@ import Foundation
 /// One lock per cluster (flock on a file beside its directory): a second `up` on the same
 /// cluster says who holds it; different clusters proceed in parallel. The kernel drops the
 /// lock when its holder dies, even by SIGKILL, so `clean` can always get it afterwards.
+/// Lock files are never unlinked: a process waiting on a removed file would hold a lock
+/// nobody else sees, and two holders would both go on.
 public final class ClusterLock {
     private var fd: Int32
     public let path: String
@@ -13,7 +15,7 @@ public final class ClusterLock {
     public static func acquire(state: StateDir, name: String, purpose: String) throws -> ClusterLock {
         try FileManager.default.createDirectory(atPath: state.clusters, withIntermediateDirectories: true)
         let path = "\(state.clusters)/.\(name).lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw VMCtlError("cannot open lock \(path): \(String(cString: strerror(errno)))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -43,10 +45,36 @@ public final class ClusterLock {
         fd = -1
     }
 
-    /// Releases and removes the lock file (after `clean`).
-    public func releaseAndRemove() {
-        unlink(path)
-        release()
+    deinit { release() }
+}
+
+/// The one lock every `up` holds while it chooses ports and a subnet and saves the new
+/// cluster's state, so concurrent `up`s of different clusters never pick the same ones.
+/// Held briefly; a second `up` waits for it.
+public final class AllocationLock {
+    private var fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    /// Waits for and takes the allocation lock.
+    public static func acquire(state: StateDir) throws -> AllocationLock {
+        try FileManager.default.createDirectory(atPath: state.clusters, withIntermediateDirectories: true)
+        let path = "\(state.clusters)/.allocation.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw VMCtlError("cannot open lock \(path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                close(fd)
+                throw VMCtlError("cannot take lock \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        return AllocationLock(fd: fd)
+    }
+
+    /// Releases the lock; later calls do nothing.
+    public func release() {
+        if fd >= 0 { flock(fd, LOCK_UN); close(fd) }
+        fd = -1
     }
 
     deinit { release() }

@@ -17,7 +17,9 @@ public struct NodeStatus: Sendable, Codable {
     public var node: String
     public var state: String
     public var sshPort: Int
-    public var vncPort: Int
+    /// How to reach the node's display: a UNIX socket path (root only), or `127.0.0.1:PORT`
+    /// for clusters made before VNC moved off TCP.
+    public var vnc: String
     public var managementIP: String
     public var clusterIP: String?
     public var diskBytes: UInt64
@@ -77,7 +79,7 @@ extension ClusterManager {
             let stateText = st.map { $0 == .running && n.phase == .verified ? "running" : $0.rawValue } ?? n.phase.rawValue
             let disk = ((try? FileManager.default.attributesOfItem(atPath: n.plan.disk))?[.size] as? UInt64) ?? 0
             let up = (st == .running) ? n.bootedAt.map { Int(Date().timeIntervalSince($0)) } : nil
-            return NodeStatus(node: n.plan.name, state: stateText, sshPort: n.plan.sshPort, vncPort: n.plan.vncPort,
+            return NodeStatus(node: n.plan.name, state: stateText, sshPort: n.plan.sshPort, vnc: n.plan.vncPort.map { "127.0.0.1:\($0)" } ?? n.plan.vncSocket,
                               managementIP: "10.0.2.15", clusterIP: n.plan.clusterIP, diskBytes: disk, image: s.spec.image,
                               uptimeSeconds: up, domain: n.plan.domainName)
         }

@@ -21,6 +21,7 @@ extension ClusterManager {
         let elapsed: @Sendable () -> Double = { (ContinuousClock.now - clock).secondsDouble }
         let image = try image(of: s)
         let writer = StateWriter(s, path: paths(s.name).stateFile)
+        try image.shareWithQemu()
         try switchProcess(s.name).start()
         let connection = try await target(of: s).open()
         defer { connection.close() }
@@ -116,7 +117,8 @@ extension ClusterManager {
     }
 
     /// `cluster clean`: removes the cluster whatever state it is in (even after `up` was
-    /// killed with SIGKILL): domains, disks, switch, keys, state, lock.
+    /// killed with SIGKILL): domains, disks, switch, keys, state. Only what the cluster made:
+    /// domains carrying its labels, files under its own directory.
     public func clean(name: String, connect: String? = nil) async throws {
         try Self.validateName(name)
         let p = paths(name)
@@ -125,50 +127,58 @@ extension ClusterManager {
             throw VMCtlError.usage("no cluster '\(name)' to clean")
         }
         let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster clean")
+        defer { lock.release() }
         let target: HypervisorTarget
         if let saved { target = self.target(of: saved) } else {
             target = try HypervisorTarget.resolve(connect: connect, defaultRoot: p.libvirtRoot)
         }
-        await removeEverything(name: name, target: target)
-        lock.releaseAndRemove()
+        await removeEverything(name: name, target: target, domains: saved?.nodes.map(\.plan.domainName))
     }
 
-    /// Destroys and undefines the cluster's domains, stops its switch and deletes its directory.
-    /// Never throws: it does what it can and falls back to the pid files if libvirt will not open.
-    func removeEverything(name: String, target: HypervisorTarget) async {
-        let prefix = "\(name)-node"
+    /// Destroys and undefines the cluster's domains (found by label), stops its switch and
+    /// deletes its directory. Never throws: it does what it can and falls back to the pid
+    /// files if libvirt will not open. `domains` are the names the saved state knows, if any.
+    func removeEverything(name: String, target: HypervisorTarget, domains: [String]? = nil) async {
+        let own = paths(name).directory
         var removedViaLibvirt = false
         if target.embeddedRoot == nil || FileManager.default.fileExists(atPath: target.embeddedRoot! + "/etc") {
             if let connection = try? await target.open() {
-                _ = try? await onOwnThread("libvirt.clean") {
+                let state = self.state
+                removedViaLibvirt = (try? await onOwnThread("libvirt.clean") { () throws -> Bool in
                     for d in try connection.allDomains() {
                         defer { d.close() }
-                        // In an embedded root every domain is this cluster's; on a shared libvirt only ours.
-                        guard target.embeddedRoot != nil || d.name.hasPrefix(prefix) else { continue }
+                        guard Self.belongs(try d.labels(), cluster: name, state: state) else { continue }
                         try? d.destroy()
                         try? d.undefine()
                     }
-                }
+                    return true
+                }) ?? false
                 connection.close()
-                removedViaLibvirt = true
             }
         }
-        if !removedViaLibvirt, let root = target.embeddedRoot { Self.killQemu(under: root) }
+        // Without libvirt, only QEMU processes of a root inside the cluster's own directory
+        // are ours to kill.
+        if !removedViaLibvirt, let root = target.embeddedRoot, root.hasPrefix(own + "/") {
+            Self.killQemu(under: root, domains: domains)
+        }
         switchProcess(name).stop()
-        try? FileManager.default.removeItem(atPath: paths(name).directory)
-        if let root = target.embeddedRoot { try? FileManager.default.removeItem(atPath: HypervisorTarget.shortRoot(root)) }
+        if let root = target.embeddedRoot { HypervisorTarget.unlinkShortRoot(root) }
+        try? FileManager.default.removeItem(atPath: own)
     }
 
     /// Last resort when libvirt cannot open the root: kill the QEMU processes whose pid files
-    /// libvirt left under it, checking each one's command line names the root first.
-    static func killQemu(under root: String) {
+    /// libvirt left under it (only those of `domains` when known), checking each one's
+    /// command line names the root first.
+    static func killQemu(under root: String, domains: [String]?) {
         let fm = FileManager.default
         guard let e = fm.enumerator(atPath: root) else { return }
         for case let rel as String in e where rel.hasSuffix(".pid") {
+            let domain = String((rel as NSString).lastPathComponent.dropLast(4))
+            if let domains, !domains.contains(domain) { continue }
             guard let text = try? String(contentsOfFile: "\(root)/\(rel)", encoding: .utf8),
                   let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
                   let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
-                  cmd.hasPrefix("/usr/bin/qemu-system") || cmd.contains("qemu-system"),
+                  cmd.contains("qemu-system"),
                   cmd.contains(root) || cmd.contains(HypervisorTarget.shortRoot(root)) else { continue }
             kill(pid, SIGKILL)
         }

@@ -40,6 +40,9 @@ extension ClusterManager {
             throw VMCtlError.usage("cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
         }
 
+        // Ports and subnet are chosen and recorded under one lock shared by every `up`.
+        let allocationLock = try AllocationLock.acquire(state: state)
+        defer { allocationLock.release() }
         let others = registry.names().filter { $0 != name }.compactMap { registry.load($0) }
         let alloc = try Allocation.choose(count: spec.nodes, taken: others)
         let plans = alloc.plans(cluster: name, count: spec.nodes, paths: p)
@@ -50,8 +53,12 @@ extension ClusterManager {
             nodes: plans.map { .init(plan: $0, phase: .planned) })
         let writer = StateWriter(initial, path: p.stateFile)
         do {
-            try FileManager.default.createDirectory(atPath: p.sshDir, withIntermediateDirectories: true)
+            // QEMU reaches node files below the cluster's directory by name; keys and state are root's.
+            try FileAccess.directory(state.clusters, qemu: true)
+            try FileAccess.directory(p.directory, qemu: true)
+            try FileAccess.directory(p.sshDir)
             try await writer.save()
+            allocationLock.release()
             _ = try KeyPair.generate(at: p.privateKey, comment: "vmctl cluster \(name)")
             return try await bringUp(writer, image: image, target: target, options: options, events: events)
         } catch {
@@ -60,8 +67,7 @@ extension ClusterManager {
                 events(.note("kept the failed cluster for inspection (--keep-on-failure); `vmctl cluster clean --name \(name)` removes it", elapsed: 0))
             } else {
                 events(.note("removing what this `up` created", elapsed: 0))
-                await removeEverything(name: name, target: target)
-                lock.releaseAndRemove()
+                await removeEverything(name: name, target: target, domains: plans.map(\.domainName))
             }
             throw error
         }
@@ -81,6 +87,7 @@ extension ClusterManager {
             events(.note("accel: TCG (\(verdict.reason))", elapsed: elapsed()))
         }
         try await writer.update { $0.accelerator = verdict.accelerator }
+        try image.shareWithQemu()
         try switchProcess(name).start()
         let connection = try await target.open(sharedCapabilities: capabilitiesCache)
         defer { connection.close() }

@@ -75,10 +75,21 @@ public struct ClusterManager: Sendable {
     func launcher(_ s: ClusterState, connection: Connection, image: Image) -> NodeLauncher {
         NodeLauncher(connection: connection, image: image, accelerator: s.accelerator,
                      clusterKey: KeyPair(privateKeyPath: paths(s.name).privateKey),
-                     labels: ["cluster": s.name], cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB,
+                     labels: Self.labels(cluster: s.name, state: state), cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB,
                      diskBytes: UInt64(s.spec.diskGiB) << 30, clusterSocket: paths(s.name).switchSocket,
                      guestInternet: s.spec.guestInternet,
                      hosts: s.nodes.compactMap { n in n.plan.clusterIP.map { ($0, [n.plan.name]) } })
+    }
+
+    /// The labels every domain of a cluster carries in its metadata: `clean` finds domains by
+    /// these, never by name, so on a shared libvirt it removes only its own.
+    static func labels(cluster: String, state: StateDir) -> [String: String] {
+        ["cluster": cluster, "state": state.root]
+    }
+
+    /// Whether a domain with `labels` belongs to `cluster` of this state dir.
+    static func belongs(_ labels: [String: String], cluster: String, state: StateDir) -> Bool {
+        labels["cluster"] == cluster && (labels["state"] == nil || labels["state"] == state.root)
     }
 
     /// SSH target for a node of a saved cluster.

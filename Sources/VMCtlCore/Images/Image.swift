@@ -27,6 +27,16 @@ public struct Image: Codable, Sendable, Equatable {
     /// Signed EFI loaders kept beside a bootable image: shimx64.efi, gcdx64.efi, mmx64.efi.
     public var efiDirectory: String { "\(directory)/efi" }
     public var shortHash: String { String(hash.prefix(12)) }
+
+    /// What QEMU (libvirt-qemu) opens of an image: its directory (by name only), the base
+    /// disk, kernel, initrd and bootable disk, read-only. The manifest stays root's.
+    public func shareWithQemu(at dir: String? = nil) throws {
+        let dir = dir ?? directory
+        try FileAccess.directory(dir, qemu: true)
+        for f in ["root.qcow2", "vmlinuz", "initrd.img", Self.rawDiskName] where FileManager.default.fileExists(atPath: "\(dir)/\(f)") {
+            try FileAccess.shareWithQemu("\(dir)/\(f)")
+        }
+    }
 }
 
 /// The image cache under the state dir: `store/HASH/` per build, `tags/NAME.json` → hash.
@@ -36,8 +46,24 @@ public struct ImageStore: Sendable {
 
     private struct Tag: Codable { var hash: String }
 
+    /// Refuses an image name that is not a recipe name (so it cannot name a path outside `tags/`).
+    public static func checkName(_ name: String) throws {
+        guard Recipe.isValidName(name) else {
+            throw VMCtlError.usage("image name '\(name)' is not valid: use a recipe name (lower-case letters, digits, '.' and '-', "
+                + "e.g. debian-12 or debian-12-hw)")
+        }
+    }
+
+    /// Refuses a store hash that is not 64 lower-case hex digits (so it cannot name a path outside `store/`).
+    public static func checkHash(_ hash: String) throws {
+        guard hash.utf8.count == 64, hash.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw VMCtlError.usage("image hash '\(hash.prefix(80))' is not valid: expected 64 lower-case hex digits")
+        }
+    }
+
     /// The current image for `name`, or a not-found error saying how to build it.
     public func image(named name: String) throws -> Image {
+        try Self.checkName(name)
         guard let img = try? find(name) else {
             throw VMCtlError.usage("image '\(name)' is not built: run `vmctl image build \(name)`")
         }
@@ -46,6 +72,7 @@ public struct ImageStore: Sendable {
 
     /// The current image for `name`, or nil.
     public func find(_ name: String) throws -> Image? {
+        try Self.checkName(name)
         let tagPath = "\(state.imageTags)/\(name).json"
         guard FileManager.default.fileExists(atPath: tagPath) else { return nil }
         let tag = try AtomicFile.readJSON(Tag.self, from: tagPath)
@@ -54,6 +81,7 @@ public struct ImageStore: Sendable {
 
     /// The image stored under `hash`, or nil.
     public func image(hash: String) throws -> Image? {
+        try Self.checkHash(hash)
         let m = "\(state.imageStore)/\(hash)/manifest.json"
         guard FileManager.default.fileExists(atPath: m) else { return nil }
         return try AtomicFile.readJSON(Image.self, from: m)
@@ -61,6 +89,8 @@ public struct ImageStore: Sendable {
 
     /// Points `name` at `image` (atomically).
     func tag(_ image: Image) throws {
+        try Self.checkName(image.name)
+        try Self.checkHash(image.hash)
         try AtomicFile.writeJSON(Tag(hash: image.hash), to: "\(state.imageTags)/\(image.name)".appending(".json"))
     }
 
@@ -74,6 +104,7 @@ public struct ImageStore: Sendable {
     /// Removes `name`'s tag and stored build. `usedBy` lists clusters whose disks sit on it:
     /// removal is refused while any does.
     public func remove(_ name: String, usedBy: [String]) throws {
+        try Self.checkName(name)
         let img = try image(named: name)
         guard usedBy.isEmpty else {
             throw VMCtlError.usage("image \(name) is in use by cluster(s) \(usedBy.joined(separator: ", ")): "

@@ -67,15 +67,22 @@ public struct ImageBuilder: Sendable {
         let mirror = recipe.mirror ?? AptMirror.detect(distribution: recipe.resolvedDistribution)
         let keys = Self.keys(for: recipe, mirror: mirror)
         let store = ImageStore(state: state)
+        if force, let users = ClusterRegistry(state: state).imageUsers()[keys.disk], !users.isEmpty {
+            // Rebuilding in place would swap the base disk under running overlays.
+            throw VMCtlError.usage("image \(name) (\(keys.disk.prefix(12))) is in use by cluster(s) \(users.sorted().joined(separator: ", ")): "
+                + "--force would replace the disk under them; run `vmctl cluster clean --name NAME` for each first")
+        }
         if !force, let img = try store.image(hash: keys.disk) {
             try store.tag(img)
             progress("\(name): up to date (\(img.shortHash))")
             return img
         }
         let fm = FileManager.default
-        for d in [state.imageStages, state.imageStore, state.imageTags] {
-            try fm.createDirectory(atPath: d, withIntermediateDirectories: true)
-        }
+        // QEMU reaches base disks and kernels in the store by name; stages and tags are root's.
+        try FileAccess.directory(state.images, qemu: true)
+        try FileAccess.directory(state.imageStore, qemu: true)
+        try FileAccess.directory(state.imageStages)
+        try FileAccess.directory(state.imageTags)
         let tarball = "\(state.imageStages)/\(keys.rootfs).tar"
         if force || !fm.fileExists(atPath: tarball) {
             progress("\(name): stage rootfs: mmdebstrap \(recipe.resolvedSuite) (\(recipe.packages?.count ?? 0) packages)")

@@ -66,17 +66,36 @@ public enum Seal {
     static func installReadinessUnit(in root: String) throws {
         let fm = FileManager.default
         let dir = "\(root)/etc/systemd/system"
-        try fm.createDirectory(atPath: "\(dir)/multi-user.target.wants", withIntermediateDirectories: true)
-        try readinessUnit.write(toFile: "\(dir)/vmctl-ready.service", atomically: true, encoding: .utf8)
-        try fm.createDirectory(atPath: "\(root)/usr/local/sbin", withIntermediateDirectories: true)
-        try readinessScript.write(toFile: "\(root)/usr/local/sbin/vmctl-ready", atomically: true, encoding: .utf8)
-        chmod("\(root)/usr/local/sbin/vmctl-ready", 0o755)
-        try bootingUnit.write(toFile: "\(dir)/vmctl-booting.service", atomically: true, encoding: .utf8)
+        try guestFile(readinessUnit, at: "\(dir)/vmctl-ready.service", mode: 0o644, root: root)
+        try guestFile(readinessScript, at: "\(root)/usr/local/sbin/vmctl-ready", mode: 0o755, root: root)
+        try guestFile(bootingUnit, at: "\(dir)/vmctl-booting.service", mode: 0o644, root: root)
         for (target, unit) in [("multi-user.target.wants", "vmctl-ready.service"), ("sysinit.target.wants", "vmctl-booting.service")] {
-            try fm.createDirectory(atPath: "\(dir)/\(target)", withIntermediateDirectories: true)
+            try guestDirectory("\(dir)/\(target)", root: root)
             let link = "\(dir)/\(target)/\(unit)"
             try? fm.removeItem(atPath: link)
             try fm.createSymbolicLink(atPath: link, withDestinationPath: "/etc/systemd/system/\(unit)")
+        }
+    }
+
+    /// A file in the image with its guest mode, whatever vmctl's own umask (077) is.
+    static func guestFile(_ content: String, at path: String, mode: mode_t, root: String) throws {
+        try guestDirectory((path as NSString).deletingLastPathComponent, root: root)
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw VMCtlError("cannot write \(path) in the image: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(content.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count, fchmod(fd, mode) == 0 else {
+            throw VMCtlError("cannot write \(path) in the image: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Makes `path` and missing parents below `root` as 0755 directories, as a guest expects.
+    static func guestDirectory(_ path: String, root: String) throws {
+        guard path.hasPrefix(root), !FileManager.default.fileExists(atPath: path) else { return }
+        try guestDirectory((path as NSString).deletingLastPathComponent, root: root)
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST, chmod(path, 0o755) == 0 else {
+            throw VMCtlError("cannot create \(path) in the image: \(String(cString: strerror(errno)))")
         }
     }
 

@@ -20,7 +20,7 @@ struct RootfsStage {
         let tmp = "\(output).tmp-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         do {
-            try await Command("mmdebstrap", arguments(output: tmp)).checkedAsync()
+            try await Command("mmdebstrap", arguments(output: tmp), umask: Command.guestUmask).checkedAsync()
         } catch let e as CommandError {
             throw VMCtlError("image \(recipe.name): mmdebstrap could not build the root filesystem from \(mirror) "
                 + "(check the package names and that the mirror is reachable): \(e)")
@@ -42,15 +42,14 @@ struct CustomizeStage {
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         do {
             // xattrs carry file capabilities (ping's cap_net_raw); without them they are lost.
-            try await Command("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", tarball, "-C", tmp]).checkedAsync()
+            try await Command("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", tarball, "-C", tmp],
+                              umask: Command.guestUmask).checkedAsync()
+            chmod(tmp, 0o755)  // the guest's `/`
             for f in recipe.files ?? [] { try Self.place(f, in: tmp) }
             for f in recipe.fetch ?? [] {
                 let cached = try await Downloader(cache: downloads).fetch(f)
-                let dest = tmp + f.path
-                try fm.createDirectory(atPath: (dest as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                try? fm.removeItem(atPath: dest)
-                try fm.copyItem(atPath: cached, toPath: dest)
-                chmod(dest, mode_t(UInt16(f.mode ?? "0755", radix: 8) ?? 0o755))
+                // Resolved as inside a chroot: links in the tree never lead the write out of it.
+                try RootPath.copy(cached, to: f.path, in: tmp, mode: mode_t(UInt16(f.mode ?? "0755", radix: 8) ?? 0o755))
             }
             try Seal.installReadinessUnit(in: tmp)
             let commands = recipe.commands ?? []
@@ -64,13 +63,11 @@ struct CustomizeStage {
         }
     }
 
+    /// Writes a recipe file into the tree at `root`, its path resolved as inside a chroot
+    /// (symlinks re-rooted, `..` stopped at the root), so it cannot land outside the tree.
     static func place(_ f: Recipe.File, in root: String) throws {
-        let path = root + f.path
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
-        try? FileManager.default.removeItem(atPath: path)
-        try Data((f.content ?? "").utf8).write(to: URL(fileURLWithPath: path))
-        chmod(path, mode_t(UInt16(f.mode ?? "0644", radix: 8) ?? 0o644))
+        try RootPath.write(Data((f.content ?? "").utf8), to: f.path, in: root,
+                           mode: mode_t(UInt16(f.mode ?? "0644", radix: 8) ?? 0o644))
     }
 
     /// Runs the recipe's commands inside the tree, in a private mount namespace (so /proc
@@ -92,7 +89,7 @@ struct CustomizeStage {
                    "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8", "HOME": "/root"]
         do {
             try await Command("unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", root, joined],
-                              environment: env).checkedAsync()
+                              environment: env, umask: Command.guestUmask).checkedAsync()
         } catch let e as CommandError {
             throw VMCtlError("image \(recipe): a recipe command failed in the image root: \(e)")
         }
@@ -146,6 +143,7 @@ struct DiskStage {
                             sizeBytes: (attrs[.size] as? UInt64) ?? 0,
                             bootstrap: recipe.bootstrap, roles: recipe.roles, layout: layout)
             try AtomicFile.writeJSON(img, to: "\(tmp)/manifest.json")
+            try img.shareWithQemu(at: tmp)
             try? fm.removeItem(atPath: final)
             try fm.moveItem(atPath: tmp, toPath: final)
             img.directory = final

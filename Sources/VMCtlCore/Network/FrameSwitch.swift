@@ -56,7 +56,9 @@ public final class FrameSwitch {
         guard rc == 0, Foundation.listen(listener, 64) == 0 else {
             throw VMCtlError("switch cannot listen on \(socketPath): \(String(cString: strerror(errno)))")
         }
+        // QEMU (libvirt-qemu) connects: root:libvirt-qemu 0660 as root, else 0600.
         chmod(socketPath, 0o600)
+        try FileAccess.shareWithQemu(socketPath, writable: true)
         _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
     }
 

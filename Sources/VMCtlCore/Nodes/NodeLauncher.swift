@@ -42,16 +42,23 @@ public struct NodeLauncher: Sendable {
     public func prepare(_ plan: NodePlan) async throws -> NodePlan {
         var plan = plan
         let fm = FileManager.default
-        try fm.createDirectory(atPath: plan.directory, withIntermediateDirectories: true)
+        // QEMU (libvirt-qemu) reaches its files by name through directories it cannot list.
+        try FileAccess.directory((plan.directory as NSString).deletingLastPathComponent, qemu: true)
+        try FileAccess.directory(plan.directory, qemu: true)
+        try Self.makeVNCDirectory(plan.vncDirectory)
         try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image.rootDisk,
                                        plan.disk, String(diskBytes)]).checkedAsync()
+        try FileAccess.shareWithQemu(plan.disk, writable: true)
+        try Self.makeSerialLog(plan.serialLog)
         try? fm.removeItem(atPath: plan.hostKeyPath)
         try? fm.removeItem(atPath: plan.hostKeyPath + ".pub")
         let hostKey = try await onOwnThread("keygen") { [plan] in
             try KeyPair.generate(at: plan.hostKeyPath, comment: "\(plan.name) host key")
         }
         plan.hostKey = try hostKey.pin()
+        // The seed carries the node's host private key: QEMU's group may read it, nobody else.
         try SeedISO.write(try SeedISO.files(for: seedConfig(plan, hostKey: hostKey)), to: plan.seed)
+        try FileAccess.shareWithQemu(plan.seed)
         let spec = domainSpec(plan)
         let conn = connection
         _ = try await onOwnThread("libvirt.define") { try conn.define(xml: spec.xml()).close() }
@@ -88,7 +95,27 @@ public struct NodeLauncher: Sendable {
             boot: .init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)"),
             disks: [.init(path: plan.disk, format: .qcow2, target: "vda"),
                     .init(path: plan.seed, format: .raw, target: "vdb", readOnly: true)],
-            nics: nics, serialLog: plan.serialLog, vncPort: plan.vncPort, labels: l)
+            nics: nics, serialLog: plan.serialLog, vncPort: plan.vncPort,
+            vncSocket: plan.vncPort == nil ? plan.vncSocket : nil, labels: l)
+    }
+
+    /// The serial log exists before QEMU starts, writable by QEMU's group and nobody else.
+    static func makeSerialLog(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VMCtlError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        close(fd)
+        try FileAccess.shareWithQemu(path, writable: true)
+    }
+
+    /// VNC's socket directory belongs to QEMU's user alone (QEMU creates the socket there):
+    /// no other local user can connect and type into the node. Root connects anyway.
+    static func makeVNCDirectory(_ path: String) throws {
+        try FileAccess.directory(path)
+        if getuid() == 0, let pw = getpwnam(FileAccess.qemuUser) {
+            guard chown(path, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else {
+                throw VMCtlError("cannot hand \(path) to \(FileAccess.qemuUser): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     /// Starts the node's domain; returns the serial-log offset its boot output starts at.
@@ -102,6 +129,8 @@ public struct NodeLauncher: Sendable {
             defer { d.close() }
             if try !d.isActive() { try d.start() }
         }
+        // QEMU made the socket before libvirt returned; only its owner (and root) may connect.
+        if plan.vncPort == nil { chmod(plan.vncSocket, 0o600) }
         return offset
     }
 

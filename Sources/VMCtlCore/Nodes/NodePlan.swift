@@ -10,7 +10,8 @@ public struct NodePlan: Codable, Sendable, Equatable {
     /// The libvirt domain name: `<cluster>-<node>`, unique even on a shared libvirt.
     public var domainName: String
     public var sshPort: Int
-    public var vncPort: Int
+    /// A TCP VNC port (clusters made before VNC moved to a UNIX socket); nil now.
+    public var vncPort: Int?
     public var mgmtMAC: String
     /// Address on the cluster segment (CIDR), when the node has one.
     public var clusterAddress: String?
@@ -24,6 +25,9 @@ public struct NodePlan: Codable, Sendable, Equatable {
     public var seed: String { "\(directory)/seed.iso" }
     public var serialLog: String { "\(directory)/serial.log" }
     public var hostKeyPath: String { "\(directory)/ssh_host_ed25519_key" }
+    /// QEMU's VNC socket, in a directory only QEMU's user (and root) can enter.
+    public var vncDirectory: String { "\(directory)/vnc" }
+    public var vncSocket: String { "\(vncDirectory)/vnc.sock" }
     /// The cluster address without its prefix length.
     public var clusterIP: String? { clusterAddress.map { String($0.split(separator: "/")[0]) } }
 }
