@@ -164,7 +164,7 @@ if [ "${USB:-1}" = 1 ]; then
     -netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2899-:22 -device virtio-net-pci,netdev=n0 &
   QPIDS+=($!)
   until ssh -q -i "$WORK/dist/cluster-os-usb.id_ed25519" -o UserKnownHostsFile="$WORK/dist/cluster-os-usb.known_hosts" \
-      -o StrictHostKeyChecking=yes -o ConnectTimeout=2 -o BatchMode=yes -p 2899 clusteros@127.0.0.1 true 2>/dev/null; do
+      -o HostKeyAlias=cluster-os -o StrictHostKeyChecking=yes -o ConnectTimeout=2 -o BatchMode=yes -p 2899 clusteros@127.0.0.1 true 2>/dev/null; do
     sleep 1
     [ "$(python3 -c "print(int($(now)-$t0))")" -lt 600 ] || { log "bare USB boot timed out"; UB="timeout"; break; }
   done

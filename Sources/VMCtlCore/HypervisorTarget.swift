@@ -90,7 +90,9 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
     }
 
     /// The embedded driver's qemu.conf. No virtlogd runs, so QEMU writes logs itself.
-    /// As root, QEMU runs as the unprivileged `libvirt-qemu` user (DAC): vmctl itself makes
+    /// As root, QEMU runs as the unprivileged `libvirt-qemu` user in group `kvm` (so KVM, where
+    /// usable, opens; and libvirt's capabilities cache stays valid), with its supplementary
+    /// group `libvirt-qemu` (DAC): vmctl itself makes
     /// what QEMU opens `root:libvirt-qemu` and group-readable (`FileAccess`), so libvirt need
     /// not relabel anything (`dynamic_ownership = 0`). No AppArmor driver, because paths named
     /// only in `qemu:commandline` (switch sockets) are never labelled for it, and no cgroup or
@@ -98,7 +100,7 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
     public static func embeddedQemuConf(asRoot: Bool) -> String {
         var lines = ["# written by vmctl", "stdio_handler = \"file\""]
         if asRoot {
-            lines += ["user = \"\(FileAccess.qemuUser)\"", "group = \"\(FileAccess.qemuGroupName)\"",
+            lines += ["user = \"\(FileAccess.qemuUser)\"", "group = \"\(FileAccess.qemuProcessGroup)\"",
                       "dynamic_ownership = 0", "remember_owner = 0",
                       "security_driver = \"none\"", "namespaces = [ ]", "cgroup_controllers = [ ]"]
         }

@@ -43,7 +43,7 @@ struct HostTests {
         let root = HypervisorTarget.embeddedQemuConf(asRoot: true)
         #expect(root.contains("stdio_handler = \"file\""))
         #expect(root.contains("user = \"libvirt-qemu\""))
-        #expect(root.contains("group = \"libvirt-qemu\""))
+        #expect(root.contains("group = \"\(FileAccess.qemuProcessGroup)\""))
         #expect(!root.contains("\"root\""))
         #expect(root.contains("cgroup_controllers = [ ]"))
         #expect(!HypervisorTarget.embeddedQemuConf(asRoot: false).contains("user ="))

@@ -64,7 +64,9 @@ struct ImageUSB: AsyncParsableCommand {
         let m = try await media.write(name, options, verify: verify, progress: log)
         say("wrote " + ([m.usbImage] + [m.rawImage, m.installerISO].compactMap { $0 }).joined(separator: ", "))
         if let k = m.privateKey {
-            say("log in: ssh -i \(k) -o UserKnownHostsFile=\(m.knownHosts) \(m.user)@HOST")
+            // known_hosts names the machine by its hostname (the prefix): its address is unknown now.
+            let host = String(((m.knownHosts as NSString).lastPathComponent).dropLast("-usb.known_hosts".count))
+            say("log in: ssh -i \(k) -o UserKnownHostsFile=\(m.knownHosts) -o HostKeyAlias=\(host) \(m.user)@ADDRESS")
         }
         if verify {
             let boots = try await MediaVerifier(state: state, manifest: m).run(iso: !noIso, progress: log)

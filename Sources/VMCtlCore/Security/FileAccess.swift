@@ -11,6 +11,10 @@ public enum FileAccess {
     public static let qemuUser = "libvirt-qemu"
     public static let qemuGroupName = "libvirt-qemu"
 
+    /// QEMU's primary group: `kvm` (it opens /dev/kvm), else its own. Its files are shared
+    /// through the supplementary group `libvirt-qemu` either way.
+    public static var qemuProcessGroup: String { getgrnam("kvm") != nil ? "kvm" : qemuGroupName }
+
     /// The group id QEMU's files are shared with, when vmctl runs as root; nil otherwise.
     public static var qemuGroup: gid_t? {
         guard getuid() == 0 else { return nil }

@@ -42,6 +42,7 @@ public struct MediaVerifier: Sendable {
         let key = KeyPair(privateKeyPath: keyPath)
         let fm = FileManager.default
         let base = "\(state.root)/verify"
+        try FileAccess.directory(base, qemu: true)
         USBMedia.sweepAbandonedWork(in: base, lead: "work-")
         // mkdtemp (0700, then 0710 to QEMU's group so it can open the disks inside by name).
         let work = try PrivateTemp.makeDirectory(in: base, prefix: "work-\(getpid())")
@@ -73,7 +74,12 @@ public struct MediaVerifier: Sendable {
             boots.append(b)
             try? fm.removeItem(atPath: disk)
         }
-        if iso, let isoPath = manifest.installerISO {
+        if iso, let original = manifest.installerISO {
+            // The ISO sits in the user's output directory (0600, in a directory QEMU may not
+            // pass through): QEMU gets its own copy inside the work directory.
+            let isoPath = "\(work)/installer.iso"
+            try await Command("cp", ["--reflink=auto", "--sparse=always", original, isoPath]).checkedAsync()
+            try FileAccess.shareWithQemu(isoPath)
             let disk = "\(work)/installed.qcow2"
             try await Command("qemu-img", ["create", "-q", "-f", "qcow2", disk, String(grown)]).checkedAsync()
             try FileAccess.shareWithQemu(disk, writable: true)
@@ -130,6 +136,7 @@ public struct MediaVerifier: Sendable {
         let domain = "vmctl-verify-\(name)"
         let serial = "\(state.root)/verify/\(name).serial.log"
         try? FileManager.default.removeItem(atPath: serial)
+        try NodeLauncher.makeSerialLog(serial)
         var nics: [DomainSpec.NIC] = []
         if let p = sshPort {
             nics.append(.init(mode: .user(.init(forwards: [.init(host: p, guest: 22)], restrict: true)), mac: "52:54:00:fe:00:01"))
