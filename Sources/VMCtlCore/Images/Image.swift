@@ -34,6 +34,9 @@ public struct Image: Codable, Sendable, Equatable {
         let dir = dir ?? directory
         try FileAccess.directory(dir, qemu: true)
         for f in ["root.qcow2", "vmlinuz", "initrd.img", Self.rawDiskName] where FileManager.default.fileExists(atPath: "\(dir)/\(f)") {
+            // A shared libvirtd (dynamic ownership) may hold it relabelled for a running guest:
+            // taking it back would break its bookkeeping, and QEMU can read it either way.
+            if FileAccess.qemuCanRead("\(dir)/\(f)") { continue }
             try FileAccess.shareWithQemu("\(dir)/\(f)")
         }
     }

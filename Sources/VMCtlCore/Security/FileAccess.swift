@@ -86,6 +86,16 @@ public enum FileAccess {
         }
     }
 
+    /// Whether QEMU's user already reads `path`: it owns it (relabelled by a libvirtd), or
+    /// it is group-readable by QEMU's group and private to others.
+    public static func qemuCanRead(_ path: String) -> Bool {
+        guard let gid = qemuGroup else { return true }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return false }
+        if let pw = getpwnam(qemuUser), st.st_uid == pw.pointee.pw_uid { return true }
+        return st.st_uid == getuid() && st.st_gid == gid && st.st_mode & 0o040 != 0 && st.st_mode & 0o007 == 0
+    }
+
     /// Whether QEMU's user can walk down to `path`: every ancestor must be traversable by
     /// others, or by QEMU's group. Returns the first one that is not.
     public static func blockedAncestor(of path: String) -> String? {
