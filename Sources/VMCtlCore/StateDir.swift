@@ -79,15 +79,7 @@ public enum AtomicFile {
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode)
         guard fd >= 0 else { throw VMCtlError("cannot write \(path): \(String(cString: strerror(errno)))") }
-        var ok = true
-        data.withUnsafeBytes { buf in
-            var off = 0
-            while off < buf.count {
-                let n = Foundation.write(fd, buf.baseAddress!.advanced(by: off), buf.count - off)
-                if n <= 0 { ok = false; break }
-                off += n
-            }
-        }
+        var ok = (try? data.withUnsafeBytes { try writeAll(fd, $0, path: path) }) != nil
         fchmod(fd, mode)
         if fsync(fd) != 0 { ok = false }
         close(fd)
@@ -95,6 +87,17 @@ public enum AtomicFile {
             let msg = String(cString: strerror(errno))
             unlink(tmp)
             throw VMCtlError("cannot write \(path): \(msg)")
+        }
+    }
+
+    /// Writes all of `buffer` to `fd` (retrying short writes and EINTR), naming `path` on failure.
+    public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var off = 0
+        while off < buffer.count {
+            let n = Foundation.write(fd, buffer.baseAddress!.advanced(by: off), buffer.count - off)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw VMCtlError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            off += n
         }
     }
 

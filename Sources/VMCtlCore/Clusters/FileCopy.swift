@@ -66,15 +66,7 @@ public enum FileCopy {
         /// Appends `data`.
         public func write(_ data: Data) throws {
             guard fd >= 0 else { throw VMCtlError("cannot write \(destination): the copy was already finished") }
-            try data.withUnsafeBytes { buf in
-                var off = 0
-                while off < buf.count {
-                    let n = Foundation.write(fd, buf.baseAddress!.advanced(by: off), buf.count - off)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw VMCtlError("cannot write \(destination): \(String(cString: strerror(errno)))") }
-                    off += n
-                }
-            }
+            try data.withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: destination) }
         }
 
         /// Sets the final mode, syncs, and renames the file over `destination`.

@@ -86,7 +86,7 @@ enum RootPath {
     static func write(_ data: Data, to path: String, in root: String, mode: mode_t) throws -> String {
         let (fd, dest) = try create(path, in: root, mode: mode)
         defer { close(fd) }
-        try data.withUnsafeBytes { try writeAll(fd, $0, dest) }
+        try data.withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: dest) }
         return dest
     }
 
@@ -106,18 +106,8 @@ enum RootPath {
                 if errno == EINTR { continue }
                 throw VMCtlError("cannot read \(source): \(String(cString: strerror(errno)))")
             }
-            try buf.withUnsafeBytes { try writeAll(fd, UnsafeRawBufferPointer(rebasing: $0.prefix(n)), dest) }
+            try buf.withUnsafeBytes { try AtomicFile.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0.prefix(n)), path: dest) }
         }
         return dest
-    }
-
-    private static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, _ dest: String) throws {
-        var off = 0
-        while off < buf.count {
-            let n = Foundation.write(fd, buf.baseAddress!.advanced(by: off), buf.count - off)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw VMCtlError("cannot write \(dest): \(String(cString: strerror(errno)))") }
-            off += n
-        }
     }
 }

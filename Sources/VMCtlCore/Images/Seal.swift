@@ -84,8 +84,8 @@ public enum Seal {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw VMCtlError("cannot write \(path) in the image: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let bytes = Array(content.utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fchmod(fd, mode) == 0 else {
+        try Array(content.utf8).withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: path) }
+        guard fchmod(fd, mode) == 0 else {
             throw VMCtlError("cannot write \(path) in the image: \(String(cString: strerror(errno)))")
         }
     }
