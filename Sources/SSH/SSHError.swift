@@ -11,6 +11,8 @@ public struct SSHError: Error, CustomStringConvertible, Sendable {
         case auth
         /// A deadline passed.
         case timeout
+        /// A command printed more than vmctl captures (`OutputCapture.defaultLimit`).
+        case outputLimit
         /// Anything else libssh2 reported.
         case protocolError
     }

@@ -154,8 +154,13 @@ public final class SSHSession: @unchecked Sendable {
     }
 
     /// Runs `command`, feeding it `input` on stdin, and returns its exit status and output.
-    public func exec(_ command: String, input: Data? = nil, timeout: Duration = .seconds(60)) throws -> ExecResult {
-        var out = Data()
+    /// At most `limit` bytes of each of stdout and stderr are kept: past that the command is
+    /// abandoned with an `.outputLimit` error. `timeout` bounds the whole exchange (and
+    /// `deadline`, if given and sooner).
+    public func exec(_ command: String, input: Data? = nil, timeout: Duration = .seconds(60),
+                     deadline: ContinuousClock.Instant? = nil, limit: Int = OutputCapture.defaultLimit) throws -> ExecResult {
+        var out = OutputCapture(stream: "stdout", limit: limit)
+        var err = OutputCapture(stream: "stderr", limit: limit)
         var offset = 0
         let source: ((UnsafeMutableRawBufferPointer) throws -> Int)? = input.map { input in
             { buf in
@@ -165,15 +170,18 @@ public final class SSHSession: @unchecked Sendable {
                 return n
             }
         }
-        let (status, err) = try stream(command, input: source, output: { out.append($0) }, timeout: timeout)
-        return ExecResult(status: status, stdoutData: out, stderr: err)
+        let status = try stream(command, input: source, output: { try out.append($0) },
+                                errorOutput: { try err.append($0) }, timeout: timeout, deadline: deadline)
+        return ExecResult(status: status, stdoutData: out.data, stderr: err.text)
     }
 
     /// Runs `command` with its stdin read from `stdin` (to end of file; nil: none) and its
     /// stdout handed to `stdout` piece by piece as it arrives, so neither side is held in
-    /// memory. The result's `stdoutData` is empty.
+    /// memory. Its stderr goes to `stderr` the same way, or when that is nil is captured
+    /// (at most `OutputCapture.defaultLimit`) into the result. The result's `stdoutData` is empty.
     public func exec(_ command: String, stdin: FileHandle?, stdout: (Data) throws -> Void,
-                     timeout: Duration = .seconds(60)) throws -> ExecResult {
+                     stderr: ((Data) throws -> Void)? = nil, timeout: Duration = .seconds(60),
+                     deadline: ContinuousClock.Instant? = nil) throws -> ExecResult {
         let source: ((UnsafeMutableRawBufferPointer) throws -> Int)? = stdin.map { h in
             { buf in
                 while true {
@@ -183,18 +191,32 @@ public final class SSHSession: @unchecked Sendable {
                 }
             }
         }
-        let (status, err) = try stream(command, input: source, output: stdout, timeout: timeout)
-        return ExecResult(status: status, stdoutData: Data(), stderr: err)
+        var err = OutputCapture(stream: "stderr")
+        let status = try stream(command, input: source, output: stdout,
+                                errorOutput: stderr ?? { try err.append($0) }, timeout: timeout, deadline: deadline)
+        return ExecResult(status: status, stdoutData: Data(), stderr: err.text)
     }
 
-    /// The exec loop: writes what `input` yields (0: end, then EOF is sent) while reading
-    /// stdout into `output` and collecting stderr, until the command ends. Returns its exit
-    /// status and stderr.
+    /// `10 s`, `1.5 s`: a timeout as people write it.
+    static func describe(_ d: Duration) -> String {
+        let c = d.components
+        if c.attoseconds == 0 { return "\(c.seconds) s" }
+        return String(format: "%.1f s", Double(c.seconds) + Double(c.attoseconds) / 1e18)
+    }
+
+    /// The exec loop: writes what `input` yields (0: end, then EOF is sent) while handing
+    /// stdout to `output` and stderr to `errorOutput`, until the command ends; returns its exit
+    /// status. The deadline (`timeout` from now, or `until` if sooner) is checked on every
+    /// round, so a command that never stops printing (its reads always return data) is
+    /// abandoned on time all the same.
     private func stream(_ command: String, input: ((UnsafeMutableRawBufferPointer) throws -> Int)?,
-                        output: (Data) throws -> Void, timeout: Duration) throws -> (Int32, String) {
+                        output: (Data) throws -> Void, errorOutput: (Data) throws -> Void,
+                        timeout: Duration, deadline until: ContinuousClock.Instant?) throws -> Int32 {
         guard let s = session else { throw SSHError(.protocolError, "run \(command)", "session is closed") }
-        let deadline = ContinuousClock.now + timeout
+        let own = ContinuousClock.now + timeout
+        let deadline = until.map { min($0, own) } ?? own
         let what = "run `\(command.prefix(60))` on \(target.host):\(target.port)"
+        let late = SSHError(.timeout, what, "timed out after \(Self.describe(timeout))")
         libssh2_session_set_blocking(s, 0)
         defer { libssh2_session_set_blocking(s, 1) }
 
@@ -210,14 +232,18 @@ public final class SSHSession: @unchecked Sendable {
         defer { libssh2_channel_free(channel) }
         try retrying(s, deadline, what) { vmctl_ssh2_channel_exec(channel, command) }
 
+        // A capture that is full ends the command, named as this command.
+        func deliver(_ sink: (Data) throws -> Void, _ piece: Data) throws {
+            do { try sink(piece) } catch let e as OutputLimitExceeded { throw SSHError(.outputLimit, what, e.description) }
+        }
         // Input goes out as the channel takes it, output is read meanwhile: a command that
         // prints while it reads never stalls on a full window.
         var pendingIn = [CChar](repeating: 0, count: 32 * 1024)
         var inStart = 0, inEnd = 0
         var inputDone = input == nil, eofSent = input == nil
-        var err = Data()
         var buf = [CChar](repeating: 0, count: 32 * 1024)
         while true {
+            if ContinuousClock.now >= deadline { throw late }
             var progressed = false
             var writeBlocked: Int32 = 0  // the reads below overwrite libssh2's record of it
             if !inputDone, inStart == inEnd, let input {
@@ -240,9 +266,9 @@ public final class SSHSession: @unchecked Sendable {
                 }
             }
             let n1 = vmctl_ssh2_channel_read(channel, &buf, buf.count)
-            if n1 > 0 { try buf.withUnsafeBytes { try output(Data($0.prefix(n1))) } }
+            if n1 > 0 { try deliver(output, buf.withUnsafeBytes { Data($0.prefix(n1)) }) }
             let n2 = vmctl_ssh2_channel_read_stderr(channel, &buf, buf.count)
-            if n2 > 0 { buf.withUnsafeBytes { err.append(contentsOf: $0.prefix(n2)) } }
+            if n2 > 0 { try deliver(errorOutput, buf.withUnsafeBytes { Data($0.prefix(n2)) }) }
             if n1 < 0 && n1 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n1)) }
             if n2 < 0 && n2 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n2)) }
             if progressed || n1 > 0 || n2 > 0 { continue }
@@ -251,7 +277,7 @@ public final class SSHSession: @unchecked Sendable {
         }
         try retrying(s, deadline, what) { libssh2_channel_close(channel) }
         try retrying(s, deadline, what) { libssh2_channel_wait_closed(channel) }
-        return (libssh2_channel_get_exit_status(channel), String(decoding: err, as: UTF8.self))
+        return libssh2_channel_get_exit_status(channel)
     }
 
     private func retrying(_ s: OpaquePointer, _ deadline: ContinuousClock.Instant, _ what: String,
@@ -264,25 +290,31 @@ public final class SSHSession: @unchecked Sendable {
         }
     }
 
-    /// Connects and runs one command on a thread of its own.
+    /// Connects and runs one command on a thread of its own, capturing its output (at most
+    /// `OutputCapture.defaultLimit` per stream). `timeout` covers connecting too.
     public static func run(_ target: SSHTarget, _ command: String, input: Data? = nil,
                            timeout: Duration = .seconds(60)) async throws -> ExecResult {
         try await onOwnThread("ssh.exec") {
+            let deadline = ContinuousClock.now + timeout
             let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
             defer { session.close() }
-            return try session.exec(command, input: input, timeout: timeout)
+            return try session.exec(command, input: input, timeout: timeout, deadline: deadline)
         }
     }
 
     /// Connects and runs one command on a thread of its own, streaming: stdin from `stdin`
-    /// (to end of file), stdout to `stdout` as it arrives (the result's `stdoutData` is empty).
+    /// (to end of file), stdout to `stdout` as it arrives (the result's `stdoutData` is empty),
+    /// stderr to `stderr` likewise or, when nil, captured into the result. `timeout` covers
+    /// connecting too.
     public static func run(_ target: SSHTarget, _ command: String, stdin: FileHandle?,
                            stdout: @escaping @Sendable (Data) throws -> Void,
+                           stderr: (@Sendable (Data) throws -> Void)? = nil,
                            timeout: Duration = .seconds(60)) async throws -> ExecResult {
         try await onOwnThread("ssh.exec") {
+            let deadline = ContinuousClock.now + timeout
             let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
             defer { session.close() }
-            return try session.exec(command, stdin: stdin, stdout: stdout, timeout: timeout)
+            return try session.exec(command, stdin: stdin, stdout: stdout, stderr: stderr, timeout: timeout, deadline: deadline)
         }
     }
 }

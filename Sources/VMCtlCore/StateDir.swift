@@ -70,23 +70,55 @@ public struct StateDir: Sendable, Equatable {
 
 /// Writes files so that readers see either the old or the new content, never half of it.
 public enum AtomicFile {
-    /// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`.
-    /// Files are created with their final mode (0600 unless asked): no window in which a
-    /// secret is readable by others.
+    /// Writes `data` to a temporary file beside `path`, syncs it, renames it over `path` and
+    /// syncs the directory, so the new content survives a crash (a directory it had to make
+    /// is synced into its parent too). Files are created with their final mode (0600 unless
+    /// asked): no window in which a secret is readable by others.
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
         let dir = (path as NSString).deletingLastPathComponent
+        let made = !FileManager.default.fileExists(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if made { try syncDirectory((dir as NSString).deletingLastPathComponent) }
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw VMCtlError("cannot write \(path): \(String(cString: strerror(errno)))") }
-        var ok = (try? data.withUnsafeBytes { try writeAll(fd, $0, path: path) }) != nil
+        var failure: String?
+        do { try data.withUnsafeBytes { try writeAll(fd, $0, path: path) } } catch { failure = "\(error)" }
         fchmod(fd, mode)
-        if fsync(fd) != 0 { ok = false }
+        if failure == nil && fsync(fd) != 0 { failure = "cannot write \(path): \(String(cString: strerror(errno)))" }
         close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let msg = String(cString: strerror(errno))
+        if failure == nil && rename(tmp, path) != 0 { failure = "cannot write \(path): \(String(cString: strerror(errno)))" }
+        if let failure {
             unlink(tmp)
-            throw VMCtlError("cannot write \(path): \(msg)")
+            throw VMCtlError(failure)
+        }
+        try syncDirectory(dir)
+    }
+
+    /// fsyncs directory `dir`, so renames and new entries in it are on disk. A filesystem
+    /// that cannot sync directories (EINVAL) is let be.
+    public static func syncDirectory(_ dir: String) throws {
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw VMCtlError("cannot sync directory \(dir): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        if fsync(fd) != 0 && errno != EINVAL {
+            throw VMCtlError("cannot sync directory \(dir): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// fsyncs every file and directory under `root` (and `root`), so a tree about to be
+    /// renamed into place holds its data after a crash.
+    public static func syncTree(_ root: String) throws {
+        let fm = FileManager.default
+        let entries = [""] + ((try? fm.subpathsOfDirectory(atPath: root)) ?? [])
+        for rel in entries {
+            let path = rel.isEmpty ? root : "\(root)/\(rel)"
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { throw VMCtlError("cannot sync \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            if fsync(fd) != 0 && errno != EINVAL { throw VMCtlError("cannot sync \(path): \(String(cString: strerror(errno)))") }
         }
     }
 

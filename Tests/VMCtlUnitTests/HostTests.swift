@@ -118,4 +118,71 @@ struct HostTests {
         #expect(SerialLogWatcher.wait(path: log, from: SerialLogWatcher.size(log), marker: "x", deadline: .now + .seconds(5),
                                       stopIf: { "guest stopped" }) == .stopped(reason: "guest stopped"))
     }
+
+    @Test("after the log is truncated (rotated), the watcher starts again at its new start and finds a marker written there")
+    func watcherAcrossTruncation() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = "\(dir)/serial.log"
+        try String(repeating: "boot noise\r\n", count: 1000).write(toFile: log, atomically: false, encoding: .utf8)
+        let offset = SerialLogWatcher.size(log)
+        let writer = Thread {
+            usleep(300_000)
+            // As the switch daemon rotates: truncate in place; QEMU appends at the new end.
+            let fd = open(log, O_WRONLY | O_APPEND)
+            ftruncate(fd, 0)
+            let line = Array("vmctl-ready node1 3.0\r\n".utf8)
+            _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        writer.start()
+        let r = SerialLogWatcher.wait(path: log, from: offset, marker: "vmctl-ready", deadline: .now + .seconds(10))
+        #expect(r == .found(line: "vmctl-ready node1 3.0"))
+        // Started past the end of an already-truncated log: read from its start.
+        #expect(SerialLogWatcher.wait(path: log, from: offset, marker: "vmctl-ready", deadline: .now + .seconds(2))
+                == .found(line: "vmctl-ready node1 3.0"))
+    }
+
+    @Test("a line without a newline is capped at 64 KiB: pending never grows past it, and a marker after it is found")
+    func watcherPendingCap() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = "\(dir)/serial.log"
+        try String(repeating: "x", count: 3 << 20).write(toFile: log, atomically: false, encoding: .utf8)
+        var pos: UInt64 = 0
+        var pending: [UInt8] = []
+        #expect(SerialLogWatcher.scan(path: log, pos: &pos, pending: &pending, marker: "vmctl-ready", onLine: { _ in }) == nil)
+        #expect(pos == 3 << 20)
+        #expect(pending.count <= SerialLogWatcher.maxPendingLine && SerialLogWatcher.maxPendingLine == 64 * 1024)
+        let h = try #require(FileHandle(forWritingAtPath: log))
+        h.seekToEndOfFile()
+        h.write(Data("xxxx login: vmctl-ready node1 7.5\r\n".utf8))
+        try h.close()
+        var seen: [String] = []
+        let line = SerialLogWatcher.scan(path: log, pos: &pos, pending: &pending, marker: "vmctl-ready", onLine: { seen.append($0) })
+        #expect(line?.hasSuffix("vmctl-ready node1 7.5") == true)
+        #expect(line.map { $0.utf8.count <= SerialLogWatcher.maxPendingLine } == true)
+        #expect(seen.count == 1)
+    }
+
+    @Test("tail reads only the end of a log: the last bytes of a 64 GiB sparse file, at once")
+    func tailReadsTheEnd() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tail-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = "\(dir)/serial.log"
+        let fd = open(log, O_WRONLY | O_CREAT, 0o600)
+        #expect(ftruncate(fd, 64 << 30) == 0)
+        let end = Array("\u{1B}[0mline one\r\nline two\r\nthe end\r\n".utf8)
+        _ = end.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(64 << 30)) }
+        close(fd)
+        let start = ContinuousClock.now
+        #expect(SerialLogWatcher.tail(log, bytes: 19) == "line two\nthe end\n")
+        #expect(SerialLogWatcher.tail(log, lines: 2) == "line two\nthe end")
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(SerialLogWatcher.tail("\(dir)/missing", bytes: 100) == "")
+        #expect(SerialLogWatcher.tail("\(dir)/missing").contains("no serial log"))
+    }
 }

@@ -16,6 +16,9 @@ struct ClusterSSH: AsyncParsableCommand {
     @Flag(name: .long, help: "With a command: print its output as is (on a terminal, control characters show as ^[ etc. by default).")
     var raw = false
 
+    @Option(help: "With a command: time before it is abandoned (seconds, or 90s, 10m, 1h).")
+    var timeout = TimeLimit(seconds: 300)
+
     func run() async throws {
         let m = ClusterManager.current
         let s = try m.existing(cluster.name)
@@ -29,9 +32,11 @@ struct ClusterSSH: AsyncParsableCommand {
             execv(ssh, &cargs)
             throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
         }
-        let r = await m.exec(s, nodes: [plan], command: command.joined(separator: " "))[0]
-        FileHandle.standardOutput.writeGuestOutput(r.stdout, raw: raw)
-        FileHandle.standardError.writeGuestOutput(r.stderr, raw: raw)
+        // Streamed as it arrives: a command that prints without end costs no memory.
+        let printer = GuestOutputPrinter(raw: raw, prefixLines: false)
+        let r = await m.exec(s, nodes: [plan], command: command.joined(separator: " "), timeout: timeout.duration,
+                             output: { try printer.write(node: $0, $1, $2) })[0]
+        printer.finish(node: plan.name)
         if let e = r.error { throw VMCtlError(TerminalText.forTerminal(e, fd: 2, raw: raw)) }
         if r.status != 0 { throw ExitCode(r.status ?? 1) }
     }

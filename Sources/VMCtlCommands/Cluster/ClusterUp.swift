@@ -23,8 +23,8 @@ struct ClusterUp: AsyncParsableCommand {
     @Option(help: "Disk per node, thin-provisioned (e.g. 20G).")
     var disk = "20G"
 
-    @Option(help: "Seconds to wait for every node to be SSH-verified.")
-    var timeout: Int = 600
+    @Option(help: "Time for the whole `up`: every node booted and SSH-verified, then the image's bootstrap (seconds, or 90s, 10m, 1h).")
+    var timeout = TimeLimit(seconds: 600)
 
     @Flag(help: "Leave what was made in place when `up` fails, for inspection.")
     var keepOnFailure = false
@@ -33,16 +33,19 @@ struct ClusterUp: AsyncParsableCommand {
     var guestInternet = false
 
     func run() async throws {
-        guard let mem = ByteSize.parse(memory), let dsk = ByteSize.parse(disk) else {
-            throw VMCtlError.usage("--memory and --disk take sizes like 2G or 1536M")
+        // ByteSize.parse refuses what is not a positive size of at most 16 EiB (nothing that overflows).
+        guard let mem = ByteSize.parse(memory) else {
+            throw VMCtlError.usage("--memory takes a size from 256M up, like 2G or 1536M (got '\(memory)')")
+        }
+        guard let dsk = ByteSize.parse(disk) else {
+            throw VMCtlError.usage("--disk takes a size from 3G to 4T, like 20G (got '\(disk)')")
         }
         let spec = ClusterSpec(nodes: nodes, image: image, cpus: cpus, memoryMiB: Int(mem >> 20), diskGiB: Int(dsk >> 30),
                                guestInternet: guestInternet)
-        guard timeout > 0 else { throw VMCtlError.usage("--timeout must be positive") }
         let view = ProgressView(json: global.json)
         let start = ContinuousClock.now
         let s = try await ClusterManager.current.up(spec, options: ClusterOptions(
-            name: cluster.name, connect: global.connectURI, accel: global.accel, timeout: .seconds(timeout),
+            name: cluster.name, connect: global.connectURI, accel: global.accel, timeout: timeout.duration,
             keepOnFailure: keepOnFailure), events: view.sink)
         let secs = (ContinuousClock.now - start).seconds
         if global.json {

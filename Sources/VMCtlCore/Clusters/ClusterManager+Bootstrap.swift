@@ -13,8 +13,10 @@ extension ClusterManager {
     /// Runs the image's bootstrap steps in order, each on its nodes in parallel, saving facts
     /// and progress after every step (so the state says how far it got). A captured value
     /// must match its step's `shape`; secrets never reach an event or an error message.
-    func runBootstrap(_ writer: StateWriter, image: Image, elapsed: @escaping @Sendable () -> Double,
-                      events: @escaping ClusterEventSink) async throws {
+    /// No step runs past `deadline` (`up`'s `--timeout`), and what a step prints is captured
+    /// up to `OutputCapture.defaultLimit` (16 MiB) per stream.
+    func runBootstrap(_ writer: StateWriter, image: Image, deadline: ContinuousClock.Instant,
+                      elapsed: @escaping @Sendable () -> Double, events: @escaping ClusterEventSink) async throws {
         guard let steps = image.bootstrap, !steps.isEmpty else { return }
         var record = await writer.state.bootstrap ?? ClusterState.BootstrapRecord()
         record.secretFacts = Set(record.secretFacts).union(steps.filter(\.isSecret).compactMap(\.capture)).sorted()
@@ -29,13 +31,20 @@ extension ClusterManager {
                 for node in targets {
                     group.addTask {
                         var command: String?
+                        var cutShort = false
                         do {
                             let scope = BootstrapStep.scope(for: node, nodes: nodes, clusterFacts: clusterFacts)
                             let plan = s.nodes.first { $0.plan.name == node.name }!.plan
                             let target = try self.sshTarget(s, node: plan)
                             let (cmd, input, timeout) = try Self.bootstrapCommand(step, scope: scope)
                             command = cmd
-                            let r = try await SSHSession.run(target, cmd, input: input, timeout: timeout)
+                            let left = deadline - ContinuousClock.now
+                            guard left > .zero else {
+                                throw VMCtlError("bootstrap step '\(step.name)' on \(node.name): not started, `cluster up`'s "
+                                    + "--timeout ran out first; give `up` more time (e.g. --timeout 20m)")
+                            }
+                            cutShort = left < timeout
+                            let r = try await SSHSession.run(target, cmd, input: input, timeout: min(timeout, left))
                             guard r.status == 0 else {
                                 throw step.failure(node: node.name, status: r.status, stdout: r.stdout, stderr: r.stderr)
                             }
@@ -45,8 +54,10 @@ extension ClusterManager {
                         } catch let e as VMCtlError {
                             throw VMCtlError(BootstrapStep.scrub(e.message, secrets: secrets, command: command), exitCode: e.exitCode)
                         } catch {
+                            let upRanOut = cutShort && (error as? SSHError)?.kind == .timeout
                             throw VMCtlError("bootstrap step '\(step.name)' on \(node.name): "
-                                + BootstrapStep.scrub("\(error)", secrets: secrets, command: command))
+                                + BootstrapStep.scrub("\(error)", secrets: secrets, command: command)
+                                + (upRanOut ? " (`cluster up`'s --timeout ran out: give it more time, e.g. --timeout 20m)" : ""))
                         }
                     }
                 }

@@ -59,15 +59,22 @@ extension ClusterManager {
                     var results: [CheckResult] = []
                     do {
                         let target = try self.sshTarget(s, node: node)
-                        let session = try await onOwnThread("ssh.connect") { try SSHSession(target) }
+                        var session = try await onOwnThread("ssh.connect") { try SSHSession(target) }
                         defer { session.close() }
                         for (label, cmd, judge) in checks {
                             do {
-                                let r = try await onOwnThread("ssh.check") { try session.exec(cmd, timeout: .seconds(120)) }
+                                // At most 120 s and 16 MiB per stream (OutputCapture.defaultLimit).
+                                let current = session
+                                let r = try await onOwnThread("ssh.check") { try current.exec(cmd, timeout: .seconds(120)) }
                                 let why = judge(r)
                                 results.append(CheckResult(node: node.name, check: label, passed: why == nil, detail: why ?? "ok"))
                             } catch {
                                 results.append(CheckResult(node: node.name, check: label, passed: false, detail: "\(error)"))
+                                if let e = error as? SSHError, e.kind == .timeout || e.kind == .outputLimit {
+                                    // The abandoned command may still be writing on that connection: start afresh.
+                                    session.close()
+                                    session = try await onOwnThread("ssh.connect") { try SSHSession(target) }
+                                }
                             }
                         }
                     } catch {

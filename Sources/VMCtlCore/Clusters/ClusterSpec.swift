@@ -34,6 +34,15 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
         }
     }
 
+    /// A one-line warning when a node gets more vCPUs than the host has cores, else nil: the
+    /// vCPUs then take turns on the cores and booting slows right down (64 vCPUs on 2 cores:
+    /// 126 s instead of 16 s).
+    public func cpuWarning(hostCores: Int) -> String? {
+        guard hostCores > 0, cpus > hostCores else { return nil }
+        return "warning: \(cpus) vCPUs per node but this host has \(hostCores) core\(hostCores == 1 ? "" : "s"): "
+            + "the guests will boot and run much slower; --cpus \(hostCores) or fewer avoids that"
+    }
+
     /// A DNS label: what cluster names must be.
     public static func isValidName(_ s: String) -> Bool {
         s.range(of: "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$", options: .regularExpression) != nil

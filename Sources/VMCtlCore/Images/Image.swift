@@ -90,7 +90,7 @@ public struct ImageStore: Sendable {
         return try AtomicFile.readJSON(Image.self, from: m)
     }
 
-    /// Points `name` at `image` (atomically).
+    /// Points `name` at `image`: atomically, and durably (AtomicFile syncs `tags/` after the rename).
     func tag(_ image: Image) throws {
         try Self.checkName(image.name)
         try Self.checkHash(image.hash)

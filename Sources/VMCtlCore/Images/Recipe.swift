@@ -226,7 +226,8 @@ public struct Recipe: Codable, Sendable, Equatable {
 
 /// Sizes like `2G`, `512M`, `20GiB`.
 public enum ByteSize {
-    /// Bytes for `s`, or nil when it is not a size.
+    /// Bytes for `s`, or nil when it is not a size: not digits and a unit, zero, negative,
+    /// or more than 64 bits hold (`99999999T`).
     public static func parse(_ s: String) -> UInt64? {
         let t = s.trimmingCharacters(in: .whitespaces).uppercased()
         let units: [(String, UInt64)] = [("TIB", 1 << 40), ("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10),
@@ -234,7 +235,8 @@ public enum ByteSize {
                                          ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
         for (suffix, mult) in units where t.hasSuffix(suffix) {
             guard let n = UInt64(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n > 0 else { return nil }
-            return n * mult
+            let (bytes, overflow) = n.multipliedReportingOverflow(by: mult)
+            return overflow ? nil : bytes
         }
         guard let n = UInt64(t), n > 0 else { return nil }
         return n

@@ -144,8 +144,11 @@ struct DiskStage {
                             bootstrap: recipe.bootstrap, roles: recipe.roles, layout: layout)
             try AtomicFile.writeJSON(img, to: "\(tmp)/manifest.json")
             try img.shareWithQemu(at: tmp)
+            // Durable before it is visible: the build's files, then its name in the store.
+            try AtomicFile.syncTree(tmp)
             try? fm.removeItem(atPath: final)
             try fm.moveItem(atPath: tmp, toPath: final)
+            try AtomicFile.syncDirectory(storeDir)
             img.directory = final
             return img
         } catch {
