@@ -13,7 +13,11 @@ struct SwitchDaemonCommand: ParsableCommand {
     @Option(help: "Where to write the pid.")
     var pidfile: String
 
+    @Option(help: "The cluster's nodes directory: keeps each NODE/serial.log under 16 MiB (VMCTL_SERIAL_LOG_CAP, test-only).")
+    var logs: String?
+
     func run() throws {
-        try FrameSwitch(socketPath: socket).serveForever(pidFile: pidfile)
+        let rotator = logs.map { SerialLogRotator(nodesDirectory: $0, cap: SerialLogRotator.cap()) }
+        try FrameSwitch(socketPath: socket).serveForever(pidFile: pidfile, logs: rotator)
     }
 }

@@ -14,7 +14,25 @@ struct ClusterStatus: AsyncParsableCommand {
         say(renderTable(["NODE", "STATE", "SSH"], rows.map {
             [$0.node, $0.state, "127.0.0.1:\($0.sshPort)"]
         }))
+        say(networkLine(s.name, rows))
     }
+}
+
+/// One line on the cluster network: whether the switch runs and which running nodes it cannot reach.
+func networkLine(_ cluster: String, _ rows: [NodeStatus]) -> String {
+    let sw = ClusterManager.current.switchStatus(cluster)
+    let fix = "`vmctl cluster start --name \(cluster)` restarts it and the running nodes"
+    if !sw.running {
+        let running = rows.filter { $0.clusterLink != nil }
+        return running.isEmpty ? "cluster network: switch stopped"
+            : "cluster network: DOWN, the switch is not running (nodes cannot reach each other); \(fix)"
+    }
+    let cut = rows.filter { $0.clusterLink == .switchRestarted }.map(\.node)
+    if !cut.isEmpty {
+        return "cluster network: switch running (pid \(sw.pid!)), but \(cut.joined(separator: ", ")) booted before it started "
+            + "and cannot reach it; `vmctl cluster start --name \(cluster)` restarts them"
+    }
+    return "cluster network: switch running (pid \(sw.pid!))"
 }
 
 struct ClusterInfo: AsyncParsableCommand {
@@ -27,14 +45,16 @@ struct ClusterInfo: AsyncParsableCommand {
         let m = ClusterManager.current
         let (s, rows) = try await m.status(cluster.name)
         if global.json {
-            struct Info: Encodable { var cluster: ClusterState; var nodes: [NodeStatus]; var sshConfig: String }
-            try printJSON(Info(cluster: s.redacted(), nodes: rows, sshConfig: ClusterPaths(state: m.state, name: s.name).sshConfig))
+            struct Info: Encodable { var cluster: ClusterState; var nodes: [NodeStatus]; var sshConfig: String; var `switch`: SwitchStatus }
+            try printJSON(Info(cluster: s.redacted(), nodes: rows, sshConfig: ClusterPaths(state: m.state, name: s.name).sshConfig,
+                               switch: m.switchStatus(s.name)))
             return
         }
         say("cluster \(s.name): \(s.phase.rawValue); image \(s.spec.image) (\(s.imageHash.prefix(12))); "
             + "\(s.spec.cpus) vCPUs, \(s.spec.memoryMiB) MiB, \(s.spec.diskGiB) GiB disk per node; accel \(s.accelerator.rawValue)")
         say("libvirt: \(s.connectURI)")
         say("cluster network: \(s.subnet) (private switch); OpenSSH: ssh -F \(ClusterPaths(state: m.state, name: s.name).sshConfig) node1")
+        say(networkLine(s.name, rows))
         say(renderTable(["NODE", "STATE", "MGMT IP", "CLUSTER IP", "SSH", "DISK", "UPTIME"], rows.map {
             [$0.node, $0.state, $0.managementIP, $0.clusterIP ?? "-", "127.0.0.1:\($0.sshPort)",
              ByteSize.format($0.diskBytes), $0.uptimeSeconds.map { "\($0)s" } ?? "-"]

@@ -4,7 +4,8 @@ import Libvirt
 import SSH
 
 extension ClusterManager {
-    /// `cluster start`: boots stopped nodes again and verifies them.
+    /// `cluster start`: boots stopped nodes again and verifies them. A dead switch is started
+    /// again, and the running nodes it had are restarted (destroy + start; disks stay).
     @discardableResult
     public func start(options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
         let s = try existing(options.name)
@@ -22,11 +23,23 @@ extension ClusterManager {
         let image = try image(of: s)
         let writer = StateWriter(s, path: paths(s.name).stateFile)
         try image.shareWithQemu()
-        try switchProcess(s.name).start()
+        let sw = switchProcess(s.name)
+        let switchWasDead = sw.runningPid() == nil
+        try sw.start()
         let connection = try await target(of: s).open()
         defer { connection.close() }
         let active = try await activeDomains(connection, s)
-        let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) }
+        // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
+        let cut = Set(cutOff(s, active: active, switchWasDead: switchWasDead).map(\.name))
+        if !cut.isEmpty {
+            let names = cut.sorted().joined(separator: ", ")
+            events(.note(switchWasDead
+                ? "cluster \(s.name): the switch was not running; started it again, restarting \(names) (their cluster NIC cannot reconnect)"
+                : "cluster \(s.name): \(names) booted before the running switch started; restarting them (their cluster NIC cannot reconnect)",
+                elapsed: elapsed()))
+            try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, connection: connection, writer: writer)
+        }
+        let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
         if stopped.isEmpty {
             events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
             try await writer.update { $0.phase = .running }

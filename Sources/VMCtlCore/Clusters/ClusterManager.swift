@@ -33,7 +33,8 @@ public struct ClusterManager: Sendable {
 
     func switchProcess(_ name: String) -> SwitchProcess {
         let p = paths(name)
-        return SwitchProcess(socketPath: p.switchSocket, pidFile: p.switchPidFile, executable: switchExecutable)
+        return SwitchProcess(socketPath: p.switchSocket, pidFile: p.switchPidFile, executable: switchExecutable,
+                             logsDirectory: "\(p.directory)/nodes")
     }
 
     /// Checks a cluster name is a DNS label.

@@ -6,9 +6,12 @@ public struct SwitchProcess: Sendable {
     public let socketPath: String
     public let pidFile: String
     public let executable: String
+    /// The cluster's `nodes` directory, whose serial logs the switch keeps under their cap.
+    public let logsDirectory: String?
 
-    public init(socketPath: String, pidFile: String, executable: String) {
+    public init(socketPath: String, pidFile: String, executable: String, logsDirectory: String? = nil) {
         self.socketPath = socketPath; self.pidFile = pidFile; self.executable = executable
+        self.logsDirectory = logsDirectory
     }
 
     /// The vmctl binary: `VMCTL_BINARY`, this process if it is vmctl, else a `vmctl` beside it.
@@ -28,13 +31,20 @@ public struct SwitchProcess: Sendable {
         return cmd.contains("switch-daemon") && cmd.contains(socketPath) ? pid : nil
     }
 
+    /// When the running switch started (its pid file's time), or nil when none runs.
+    /// Nodes booted before it are cut off: QEMU's stream netdev does not reconnect.
+    public func startedAt() -> Date? {
+        guard runningPid() != nil else { return nil }
+        return (try? FileManager.default.attributesOfItem(atPath: pidFile))?[.modificationDate] as? Date
+    }
+
     /// Starts the switch unless it runs already, and waits (bounded) until it listens.
     public func start() throws {
         if runningPid() != nil { return }
         try? FileManager.default.removeItem(atPath: pidFile)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = ["switch-daemon", "--socket", socketPath, "--pidfile", pidFile]
+        p.arguments = ["switch-daemon", "--socket", socketPath, "--pidfile", pidFile] + (logsDirectory.map { ["--logs", $0] } ?? [])
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
