@@ -66,7 +66,7 @@ vm-clean: build
 # dist/cluster-os-installer.iso, booted and SSH-verified in QEMU under OVMF (VERIFY= to skip).
 VERIFY ?= --verify
 usb: build
-	$(VMCTL) image usb $(IMAGE) --output dist $(VERIFY)
+	$(VMCTL) image usb $(IMAGE) --output dist --unattended $(VERIFY)
 
 # Markdown table of timings against bare QEMU in the same run.
 bench: image

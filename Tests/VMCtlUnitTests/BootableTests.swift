@@ -134,11 +134,33 @@ struct BootableTests {
         let cfg = InstallerISO(image: img, title: "cluster-os").grubConfig()
         #expect(cfg.contains("boot=vmctl-installer"))
         #expect(cfg.contains("initrd /install/initrd.img /install/installer.cpio"))
+        #expect(!cfg.contains("vmctl.unattended"))
+        #expect(cfg.contains("asks before erasing"))
         let script = InstallerISO.installerScript(title: "cluster-os")
         #expect(script.contains("mountroot()"))
-        #expect(script.contains("zcat /run/vmctl-medium/install/disk.img.gz > \"$target\""))
-        #expect(script.contains("cmp -s /run/vmctl-target.guid /run/vmctl-medium/install/disk.guid"))
+        #expect(script.contains("zcat \"$MEDIUM/install/disk.img.gz\" > \"$target\""))
+        #expect(script.contains("cmp -s \"$RUN/vmctl-target.guid\" \"$MEDIUM/install/disk.guid\""))
         #expect(script.contains(InstallerISO.doneMarker))
+    }
+
+    @Test("unattended media put vmctl.unattended=1 on the installer's kernel command line")
+    func installerUnattended() {
+        let img = Image(name: "x-hw", hash: "h", created: Date(), directory: "/d", user: "u", cmdline: "", checks: [], sizeBytes: 0)
+        let cfg = InstallerISO(image: img, title: "cluster-os", unattended: true).grubConfig()
+        #expect(cfg.contains("linux /install/vmlinuz boot=vmctl-installer vmctl.unattended=1 console=tty0 console=ttyS0,115200"))
+        #expect(cfg.contains("without asking"))
+    }
+
+    @Test("--verify needs --unattended media (or --no-iso); --unattended needs the ISO")
+    func installModeOptions() throws {
+        func check(verify: Bool, iso: Bool, unattended: Bool) throws {
+            try USBMedia.checkInstallMode(.init(outputDirectory: "/x", iso: iso, unattended: unattended), verify: verify)
+        }
+        #expect { try check(verify: true, iso: true, unattended: false) } throws: { "\($0)".contains("--unattended") }
+        #expect { try check(verify: false, iso: false, unattended: true) } throws: { "\($0)".contains("--no-iso") }
+        try check(verify: true, iso: true, unattended: true)
+        try check(verify: true, iso: false, unattended: false)
+        try check(verify: false, iso: true, unattended: false)
     }
 
     /// A fake sysfs and /dev: each disk is (name, MiB, removable, on USB, has a /dev node).

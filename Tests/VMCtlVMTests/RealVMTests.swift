@@ -161,7 +161,7 @@ struct RealVMTests {
         let secret = "\(VMFixture.home)/wifi-psk-test"
         try "not-a-real-key-1234\n".write(toFile: secret, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: secret) }
-        let r = try await VMFixture.vmctl(["image", "usb", "cluster-os-node", "--output", out, "--verify",
+        let r = try await VMFixture.vmctl(["image", "usb", "cluster-os-node", "--output", out, "--verify", "--unattended",
                                            "--wifi-ssid", "vmctl-lab", "--wifi-psk-file", secret])
         try #require(r.status == 0, "image usb --verify failed:\n\(r.out)\n\(r.err)")
         let fm = FileManager.default

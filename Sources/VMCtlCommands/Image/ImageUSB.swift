@@ -17,10 +17,16 @@ struct ImageUSB: AsyncParsableCommand {
               PREFIX-usb.known_hosts     the media's pinned host key
             The keys and any Wi-Fi profile go to the disk's CIDATA partition, not into the image cache.
 
+            The installer writes to vmctl.target=/dev/X if that is on its kernel command
+            line (press e in its menu). Else it waits until the disks stop changing and
+            picks the one internal disk that can hold the system (several: it lists them
+            and powers off), then asks for that disk's name on the console: nothing typed
+            in 5 minutes powers off without writing. --unattended skips the question.
+
             EXAMPLES:
               vmctl image usb cluster-os-node
               vmctl image usb cluster-os-node --wifi-ssid lab --wifi-psk-file ~/.lab-psk
-              vmctl image usb cluster-os-node --verify      also boot both in QEMU under OVMF
+              vmctl image usb cluster-os-node --unattended --verify   also test them in QEMU
             """)
 
     @Argument(help: "Recipe name (its hardware variant NAME-hw is built).")
@@ -47,6 +53,9 @@ struct ImageUSB: AsyncParsableCommand {
     @Flag(help: "Also keep the uncompressed raw disk (PREFIX-usb.img, sparse).")
     var raw = false
 
+    @Flag(help: "The installer ISO erases the machine's one internal disk without asking (--verify needs it).")
+    var unattended = false
+
     @Flag(help: "Boot the media in QEMU under OVMF (Secure Boot on and off) and verify each over SSH.")
     var verify = false
 
@@ -55,7 +64,7 @@ struct ImageUSB: AsyncParsableCommand {
         let state = StateDir.resolve()
         let media = USBMedia(state: state, recipes: RecipeStore.locate())
         let options = USBMedia.Options(outputDirectory: output, prefix: prefix, authorizedKeyFile: authorizedKey,
-                                       wifi: wifi, iso: !noIso, raw: raw)
+                                       wifi: wifi, iso: !noIso, raw: raw, unattended: unattended)
         if verify && authorizedKey != nil {
             throw VMCtlError.usage("--verify logs in with the key vmctl generates: drop --authorized-key or --verify")
         }

@@ -8,7 +8,8 @@ import SSH
 /// 1. the USB image as a USB disk with Secure Boot on (Microsoft keys enrolled), on a
 ///    larger disk so the root partition must grow;
 /// 2. the same image with the plain (non-secure) firmware;
-/// 3. the installer ISO as a CD-ROM with a blank disk: it writes the system and powers off;
+/// 3. the installer ISO (made `--unattended`) as a CD-ROM with a blank disk: it writes the
+///    system without asking and powers off;
 /// 4. that disk alone, booted to SSH.
 public struct MediaVerifier: Sendable {
     public let state: StateDir
@@ -38,6 +39,9 @@ public struct MediaVerifier: Sendable {
     public func run(iso: Bool = true, progress: @escaping ImageBuilder.Progress) async throws -> [Boot] {
         guard let keyPath = manifest.privateKey else {
             throw VMCtlError.usage("verification logs in with the key vmctl generates: write the media without --authorized-key")
+        }
+        if iso, manifest.installerISO != nil, !manifest.unattended {
+            throw VMCtlError.usage("verification installs from the ISO with nobody at its console: write the media with --unattended")
         }
         let key = KeyPair(privateKeyPath: keyPath)
         let fm = FileManager.default

@@ -19,10 +19,12 @@ public struct USBMedia: Sendable {
         public var iso: Bool
         /// Also keep the uncompressed disk (`PREFIX-usb.img`, sparse).
         public var raw: Bool
+        /// The installer ISO writes the one internal disk it finds without asking (`--verify` needs it).
+        public var unattended: Bool
         public init(outputDirectory: String, prefix: String? = nil, authorizedKeyFile: String? = nil,
-                    wifi: WifiProfile? = nil, iso: Bool = true, raw: Bool = false) {
+                    wifi: WifiProfile? = nil, iso: Bool = true, raw: Bool = false, unattended: Bool = false) {
             self.outputDirectory = outputDirectory; self.prefix = prefix; self.authorizedKeyFile = authorizedKeyFile
-            self.wifi = wifi; self.iso = iso; self.raw = raw
+            self.wifi = wifi; self.iso = iso; self.raw = raw; self.unattended = unattended
         }
     }
 
@@ -42,6 +44,8 @@ public struct USBMedia: Sendable {
         public var hostKey: HostKeyPin
         public var knownHosts: String
         public var wifi: Bool
+        /// The installer ISO installs without asking (`--unattended`).
+        public var unattended: Bool
     }
 
     public let state: StateDir
@@ -57,6 +61,7 @@ public struct USBMedia: Sendable {
     /// Checks everything the user supplied, and every tool the run will need, before anything
     /// is built or written.
     public func validate(_ name: String, _ o: Options, verify: Bool = false) throws -> Recipe {
+        try Self.checkInstallMode(o, verify: verify)
         let base = name.hasSuffix(Recipe.hardwareSuffix) ? String(name.dropLast(Recipe.hardwareSuffix.count)) : name
         let recipe = try recipes.load(base + Recipe.hardwareSuffix)
         if let k = o.authorizedKeyFile {
@@ -79,6 +84,19 @@ public struct USBMedia: Sendable {
             throw VMCtlError.usage("cannot write to \(o.outputDirectory): choose another --output")
         }
         return recipe
+    }
+
+    /// `--unattended` is about the installer ISO, and `--verify` boots that ISO with nobody at
+    /// its console: it needs media that install without asking. It is not implied, since it
+    /// makes the ISO erase a real machine's disk without a prompt.
+    static func checkInstallMode(_ o: Options, verify: Bool) throws {
+        if o.unattended && !o.iso {
+            throw VMCtlError.usage("--unattended is about the installer ISO: drop it or --no-iso")
+        }
+        if verify && o.iso && !o.unattended {
+            throw VMCtlError.usage("--verify installs from the ISO with nobody at its console: add --unattended (the ISO then "
+                + "erases a machine's one internal disk without asking), or --no-iso to verify the USB image only")
+        }
     }
 
     /// The files one run writes under the output directory, by prefix.
@@ -147,15 +165,16 @@ public struct USBMedia: Sendable {
         if o.raw { try fm.moveItem(atPath: disk, toPath: staged.raw) } else { try? fm.removeItem(atPath: disk) }
         if o.iso {
             progress("\(prefix): installer ISO (xorrisofs, EFI El Torito, hybrid for USB sticks)")
-            try await InstallerISO(image: img, title: prefix).write(diskGz: staged.gz, diskBytes: layout.totalBytes,
-                                                                     diskGUID: diskGUID, to: staged.iso)
+            let installer = InstallerISO(image: img, title: prefix, unattended: o.unattended)
+            try await installer.write(diskGz: staged.gz, diskBytes: layout.totalBytes, diskGUID: diskGUID, to: staged.iso)
         }
         try AtomicFile.write(Self.knownHostsLine(hostname: prefix, publicKey: try hostKey.publicKeyLine()), to: staged.knownHosts)
         let manifest = Manifest(image: img.name, imageHash: img.hash, user: img.user, usbImage: final.gz,
                                 rawImage: o.raw ? final.raw : nil, installerISO: o.iso ? final.iso : nil,
                                 diskBytes: layout.totalBytes, rootFSUUID: layout.rootFSUUID,
                                 privateKey: o.authorizedKeyFile == nil ? final.key : nil,
-                                hostKey: try hostKey.pin(), knownHosts: final.knownHosts, wifi: o.wifi != nil)
+                                hostKey: try hostKey.pin(), knownHosts: final.knownHosts, wifi: o.wifi != nil,
+                                unattended: o.iso && o.unattended)
         try AtomicFile.writeJSON(manifest, to: staged.manifest)
 
         // Into place, the manifest last; what this run did not make goes.
