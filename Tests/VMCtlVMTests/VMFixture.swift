@@ -38,12 +38,12 @@ enum VMFixture {
 
     /// Runs vmctl with `args` and waits.
     @discardableResult
-    static func vmctl(_ args: [String]) async throws -> Run {
+    static func vmctl(_ args: [String], env extra: [String: String] = [:]) async throws -> Run {
         try await Task.detached {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = args
-            p.environment = environment
+            p.environment = environment.merging(extra) { $1 }
             let out = Pipe(), err = Pipe()
             p.standardOutput = out
             p.standardError = err

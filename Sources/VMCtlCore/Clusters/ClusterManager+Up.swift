@@ -12,6 +12,9 @@ extension ClusterManager {
         let name = options.name
         try Self.validateName(name)
         try spec.validate(freeMemoryMiB: HostMemory.availableMiB())
+        if let warning = spec.cpuWarning(hostCores: ProcessInfo.processInfo.activeProcessorCount) {
+            events(.note(warning, elapsed: 0))
+        }
         try state.ensureWritable()
         let image = try ImageStore(state: state).image(named: spec.image)
         let p = paths(name)
@@ -62,6 +65,12 @@ extension ClusterManager {
             _ = try KeyPair.generate(at: p.privateKey, comment: "vmctl cluster \(name)")
             return try await bringUp(writer, image: image, target: target, options: options, events: events)
         } catch {
+            // The evidence outlives the rollback: logs of every node, in a report named in the error.
+            var error = error
+            if !(error is CancellationError), let report = FailureReport.write(state: state, cluster: await writer.state, error: error) {
+                let code = (error as? VMCtlError)?.exitCode ?? 1
+                error = VMCtlError("\(error)\n  serial and QEMU logs kept in \(report)", exitCode: code)
+            }
             if options.keepOnFailure {
                 try? await writer.update { $0.phase = .failed }
                 events(.note("kept the failed cluster for inspection (--keep-on-failure); `vmctl cluster clean --name \(name)` removes it", elapsed: 0))
@@ -97,7 +106,7 @@ extension ClusterManager {
         try await bootAll(s.nodes.map(\.plan), launcher: launcher, writer: writer, prepare: true, deadline: deadline,
                           elapsed: elapsed, events: events)
         try writeOpenSSHFiles(await writer.state)
-        try await runBootstrap(writer, image: image, elapsed: elapsed, events: events)
+        try await runBootstrap(writer, image: image, deadline: deadline, elapsed: elapsed, events: events)
         try await writer.update { $0.phase = .running }
         target.shareCapabilities(into: capabilitiesCache)
         let final = await writer.state
@@ -123,7 +132,10 @@ extension ClusterManager {
                         events(.node(name: plan.name, phase: .booting, elapsed: elapsed(), detail: "ssh 127.0.0.1:\(plan.sshPort)"))
                         let offset = try await launcher.boot(plan)
                         let name = plan.name
-                        _ = try await launcher.waitReady(plan, from: offset, deadline: deadline, onCloudInit: {
+                        _ = try await launcher.waitReady(plan, from: offset, deadline: deadline,
+                                                         stall: .standard(nodes: plans.count), onReset: { stalled, n in
+                            events(.note("\(stalled); resetting it (\(n) of 2)", elapsed: elapsed()))
+                        }, onCloudInit: {
                             events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
                         })
                         try await writer.setNode(plan, phase: .verified)

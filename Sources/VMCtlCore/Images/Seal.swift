@@ -9,7 +9,9 @@ public enum Seal {
     /// Printed when the guest's userspace starts, just before cloud-init runs.
     public static let bootingMarker = "vmctl-booting"
 
-    /// An early oneshot unit: the kernel and systemd are up, cloud-init is next.
+    /// An early oneshot unit: the kernel and systemd are up, cloud-init is next. The kernel
+    /// prints its messages on the console until here (so a hung boot shows where it stopped);
+    /// from here on only serious ones, so they cannot split vmctl's marker lines.
     public static let bootingUnit = """
         [Unit]
         Description=Tell vmctl on the serial console that userspace is up
@@ -19,7 +21,7 @@ public enum Seal {
 
         [Service]
         Type=oneshot
-        ExecStart=/bin/sh -c 'echo "\(bootingMarker) $(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
+        ExecStart=/bin/sh -c 'dmesg -n 3; echo "\(bootingMarker) $(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
 
         [Install]
         WantedBy=sysinit.target

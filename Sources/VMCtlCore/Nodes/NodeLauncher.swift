@@ -92,11 +92,18 @@ public struct NodeLauncher: Sendable {
         return DomainSpec(
             name: plan.domainName, accelerator: accelerator, memoryMiB: memoryMiB, vcpus: cpus,
             cpuModel: accelerator == .tcg ? "qemu64" : nil,
-            boot: .init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)"),
+            boot: .init(kernel: image.kernel, initrd: image.initrd,
+                        cmdline: "root=/dev/vda rw \(image.cmdline)" + Self.testHang(plan.name)),
             disks: [.init(path: plan.disk, format: .qcow2, target: "vda"),
                     .init(path: plan.seed, format: .raw, target: "vdb", readOnly: true)],
             nics: nics, serialLog: plan.serialLog, vncPort: plan.vncPort,
             vncSocket: plan.vncPort == nil ? plan.vncSocket : nil, labels: l)
+    }
+
+    /// Test-only: `VMCTL_TEST_HANG_NODE=node2` boots that node with `init=/bin/sleep`, a boot
+    /// that hangs before userspace, so the reset path and failure report can be exercised.
+    static func testHang(_ node: String) -> String {
+        ProcessInfo.processInfo.environment["VMCTL_TEST_HANG_NODE"] == node ? " init=/bin/sleep 100000" : ""
     }
 
     /// The serial log exists before QEMU starts, writable by QEMU's group and nobody else.
@@ -136,15 +143,47 @@ public struct NodeLauncher: Sendable {
 
     /// Waits for the guest's readiness line on its serial console, then proves an
     /// authenticated SSH session with the pinned host key. Returns the marker line.
+    /// A boot that stalls before userspace starts is reset (destroyed and started again on the
+    /// same disk and seed) up to `resets` times, each announced through `onReset`.
     public func waitReady(_ plan: NodePlan, from offset: UInt64, deadline: ContinuousClock.Instant,
+                          stall: BootStall.Policy? = .standard(), resets: Int = 2,
+                          onReset: @escaping @Sendable (BootStall, Int) -> Void = { _, _ in },
                           onCloudInit: @escaping @Sendable () -> Void = {}) async throws -> String {
-        let line = try await GuestWatch(connection: connection, domainName: plan.domainName, node: plan.name,
-                                        serialLog: plan.serialLog)
-            .waitFor(Seal.readyMarker, from: offset, deadline: deadline) { line in
-                if line.contains(Seal.bootingMarker) { onCloudInit() }
+        var offset = offset
+        var attempt = 0
+        while true {
+            do {
+                let line = try await GuestWatch(connection: connection, domainName: plan.domainName, node: plan.name,
+                                                serialLog: plan.serialLog)
+                    .waitFor(Seal.readyMarker, from: offset, deadline: deadline, stall: stall) { line in
+                        if line.contains(Seal.bootingMarker) { onCloudInit() }
+                    }
+                try await verifySSH(plan, deadline: deadline)
+                return line
+            } catch let stalled as BootStall {
+                guard attempt < resets else {
+                    throw NodeFailure(node: plan.name, reason: "\(stalled.reason), after \(resets) reset(s)",
+                                      serialTail: SerialLogWatcher.tail(plan.serialLog))
+                }
+                attempt += 1
+                onReset(stalled, attempt)
+                offset = try await reset(plan)
             }
-        try await verifySSH(plan, deadline: deadline)
-        return line
+        }
+    }
+
+    /// Pulls the plug and starts the node again on the same disk and seed; returns the
+    /// serial-log offset the new boot starts at.
+    public func reset(_ plan: NodePlan) async throws -> UInt64 {
+        let conn = connection
+        try await onOwnThread("libvirt.reset") {
+            guard let d = try conn.domain(named: plan.domainName) else {
+                throw VMCtlError("domain \(plan.domainName) vanished before it could be reset")
+            }
+            defer { d.close() }
+            try d.destroy()
+        }
+        return try await boot(plan)
     }
 
     /// One authenticated command over libssh2 with the pinned key.

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+@testable import VMCtlCore
+
+@Suite("Hung boots: stall detection and the failure report")
+struct BootStallTests {
+    static func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stall-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test("a silent log stalls; output resets the clock; once userspace announced itself nothing stalls")
+    func progress() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = "\(dir)/serial.log"
+        FileManager.default.createFile(atPath: log, contents: Data("kernel\n".utf8))
+        let policy = BootStall.Policy(until: Seal.bootingMarker, silence: .milliseconds(300), limit: .seconds(60))
+        let p = BootProgress(policy: policy, log: log)
+        #expect(p.stalled() == nil)
+        usleep(400_000)
+        #expect(p.stalled()?.contains("no serial output") == true)
+        let h = try #require(FileHandle(forWritingAtPath: log))
+        h.seekToEndOfFile(); h.write(Data("more\n".utf8)); try h.close()
+        #expect(p.stalled() == nil, "output resets the silence clock")
+        p.saw("\(Seal.bootingMarker) 3.2")
+        usleep(400_000)
+        #expect(p.stalled() == nil, "after userspace started, silence is not a stall")
+        // The overall limit for reaching userspace.
+        let limited = BootProgress(policy: .init(until: Seal.bootingMarker, silence: .seconds(60), limit: .milliseconds(200)), log: log)
+        usleep(300_000)
+        #expect(limited.stalled()?.contains("did not start within") == true)
+        #expect(BootProgress(policy: nil, log: log).stalled() == nil)
+    }
+
+    @Test("VMCTL_BOOT_STALL tunes the policy; the default limit grows with the nodes booting at once")
+    func policy() {
+        let d = BootStall.Policy.standard(nodes: 3, environment: [:])
+        #expect(d.silence == .seconds(90) && d.limit == .seconds(240))
+        #expect(BootStall.Policy.standard(nodes: 10, environment: [:]).limit == .seconds(600))
+        let t = BootStall.Policy.standard(nodes: 3, environment: ["VMCTL_BOOT_STALL": "20"])
+        #expect(t.silence == .seconds(20) && t.limit == .seconds(60))
+    }
+
+    @Test("the failure report keeps every node's serial and QEMU log (0600), the redacted state and the error; old reports are pruned")
+    func report() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = StateDir(root: dir)
+        var s = ClusterModelTests.state("rep", ssh: [2400, 2401], subnet: 7)
+        s.embeddedRoot = "\(dir)/root"
+        for i in s.nodes.indices {
+            s.nodes[i].plan.directory = "\(dir)/n\(i)"
+            s.nodes[i].bootedAt = Date()
+            try FileManager.default.createDirectory(atPath: s.nodes[i].plan.directory, withIntermediateDirectories: true)
+            try "boot of node\(i + 1)\n[    2.1] Run /bin/sleep as init process\n".write(toFile: s.nodes[i].plan.serialLog, atomically: true, encoding: .utf8)
+        }
+        try FileManager.default.createDirectory(atPath: "\(dir)/root/log/qemu", withIntermediateDirectories: true)
+        try "qemu said things\n".write(toFile: "\(dir)/root/log/qemu/\(s.nodes[0].plan.domainName).log", atomically: true, encoding: .utf8)
+        s.bootstrap = .init(clusterFacts: ["munge_key": "c2VjcmV0"], secretFacts: ["munge_key"])
+        let report = try #require(FailureReport.write(state: state, cluster: s, error: VMCtlError("node(s) node2 did not come up")))
+        let files = try FileManager.default.contentsOfDirectory(atPath: report).sorted()
+        #expect(files == ["node1.qemu.log", "node1.serial.log", "node2.serial.log", "state.json", "summary.txt"])
+        #expect(try String(contentsOfFile: "\(report)/node2.serial.log", encoding: .utf8).contains("Run /bin/sleep as init"))
+        #expect(try String(contentsOfFile: "\(report)/summary.txt", encoding: .utf8).contains("node2 did not come up"))
+        #expect(!(try String(contentsOfFile: "\(report)/state.json", encoding: .utf8)).contains("c2VjcmV0"), "secrets redacted")
+        for f in files {
+            var st = stat()
+            #expect(lstat("\(report)/\(f)", &st) == 0 && st.st_mode & 0o077 == 0, "\(f) private")
+        }
+        // Nothing to report when no node ever booted.
+        var fresh = s
+        for i in fresh.nodes.indices { fresh.nodes[i].bootedAt = nil }
+        #expect(FailureReport.write(state: state, cluster: fresh, error: VMCtlError("x")) == nil)
+        // Bounded: only the newest reports stay.
+        for i in 0..<(FailureReport.keep + 3) {
+            try FileManager.default.createDirectory(atPath: "\(dir)/reports/old-\(i)", withIntermediateDirectories: true)
+        }
+        FailureReport.prune("\(dir)/reports")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/reports").count == FailureReport.keep)
+    }
+}

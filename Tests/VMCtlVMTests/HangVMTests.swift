@@ -1,0 +1,30 @@
+import Foundation
+import Testing
+@testable import VMCtlCore
+
+extension RealVMTests {
+    @Test("a node whose boot hangs before userspace is reset twice, then reported with its serial and QEMU logs kept after rollback")
+    func hungBootResetAndReported() async throws {
+        try await VMFixture.ensureImage()
+        let name = "it-hang"
+        try await VMFixture.withCluster(name) {
+            // Test-only hook: node1 boots with init=/bin/sleep; 15 s of silence counts as a stall.
+            let r = try await VMFixture.vmctl(["cluster", "up", "1", "--name", name, "--memory", "1G"],
+                                             env: ["VMCTL_TEST_HANG_NODE": "node1", "VMCTL_BOOT_STALL": "15"])
+            #expect(r.status == 1, "\(r.out)\n\(r.err)")
+            #expect(r.out.contains("resetting it (1 of 2)") && r.out.contains("resetting it (2 of 2)"), "\(r.out)")
+            #expect(r.err.contains("after 2 reset(s)"), "\(r.err)")
+            // Rolled back, but the evidence stays and the error names it.
+            #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster(name)))
+            #expect(VMFixture.leftovers(cluster: name) == [])
+            let line = try #require(r.err.split(separator: "\n").first { $0.contains("logs kept in") })
+            let report = String(try #require(line.split(separator: " ").last))
+            #expect(report.hasPrefix("\(VMFixture.home)/reports/\(name)-"))
+            let serial = try String(contentsOfFile: "\(report)/node1.serial.log", encoding: .utf8)
+            // Kernel messages stay on the console: the log shows where the boot stopped.
+            #expect(serial.contains("/bin/sleep"), "\(serial.suffix(800))")
+            #expect(FileManager.default.fileExists(atPath: "\(report)/node1.qemu.log"))
+            #expect(try String(contentsOfFile: "\(report)/summary.txt", encoding: .utf8).contains("node1"))
+        }
+    }
+}
