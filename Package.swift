@@ -25,22 +25,42 @@ let package = Package(
         .target(name: "SSH", dependencies: ["CLibSSH2", "Blocking"]),
         // NoCloud meta-data / user-data / network-config and the seed ISO.
         .target(name: "CloudInit", dependencies: ["Blocking", .product(name: "Yams", package: "Yams")]),
-        // The product: images, accel probe, state, nodes and clusters.
-        .target(name: "VMCtlCore", dependencies: [
-            "Libvirt", "SSH", "CloudInit", "Blocking",
+        // Layers, each seeing only those below it:
+        //   VMCtlSupport → Images → Machines → Clusters | Media   (later VNode, Swarm, Repave, Site beside Clusters)
+        // The support layer: the error type, state dir, atomic files, file locks, file modes for QEMU.
+        .target(name: "VMCtlSupport", dependencies: ["Blocking"]),
+        // Recipes, staged image builds, the image store.
+        .target(name: "Images", dependencies: [
+            "VMCtlSupport", "Blocking",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // One virtual machine and its lifecycle over libvirt: hypervisor target, launch, readiness,
+        // serial logs, the private L2 switch, the acceleration probe.
+        .target(name: "Machines", dependencies: [
+            "VMCtlSupport", "Images", "Libvirt", "SSH", "CloudInit", "Blocking",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // N-node clusters over machines: spec, state, allocation, bootstrap, checks.
+        .target(name: "Clusters", dependencies: [
+            "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "CloudInit", "Blocking",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        // Bootable media for real machines: USB disk, installer ISO, their verification in QEMU.
+        .target(name: "Media", dependencies: [
+            "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "CloudInit", "Blocking",
+        ]),
         // One file per leaf command.
         .target(name: "VMCtlCommands", dependencies: [
-            "VMCtlCore",
+            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "Libvirt", "SSH", "CloudInit", "Blocking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"]),
 
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
-        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlCore", "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking"]),
+        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media",
+                                                         "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking"]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
-        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlCore", "Libvirt", "SSH"]),
+        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "Libvirt", "SSH"]),
     ]
 )

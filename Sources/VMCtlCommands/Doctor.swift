@@ -1,7 +1,11 @@
 import ArgumentParser
 import Blocking
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "doctor",

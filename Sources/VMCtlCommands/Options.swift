@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 /// Flags every command that touches libvirt or prints shares.
 struct GlobalOptions: ParsableArguments {

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 /// The cluster segment's switch, run detached by `cluster up`. Not for direct use.
 struct SwitchDaemonCommand: ParsableCommand {

@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import Libvirt
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 /// The `vmctl` command tree and its own `main()`: Ctrl-C and SIGTERM become task
 /// cancellation, and cancellation tears down what the running command created.
@@ -9,6 +14,7 @@ public enum VMCtl {
         // Everything vmctl creates is private unless it says otherwise (FileAccess); image
         // builds give their children the usual 022 back.
         umask(0o077)
+        StateDir.onLogsReady { LibvirtEventLoop.setLogFile("\($0)/libvirt.log") }
         StateDir.resolve().useLogIfPresent()
         let args = Array(CommandLine.arguments.dropFirst())
         let command: ParsableCommand

@@ -2,7 +2,11 @@ import Foundation
 import Testing
 import Blocking
 import CloudInit
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 @Suite("Bootable disks: partition layout, GRUB, hardware variant, Wi-Fi, installer")
 struct BootableTests {

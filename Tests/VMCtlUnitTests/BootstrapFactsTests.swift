@@ -1,6 +1,10 @@
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// What a node prints is untrusted: facts are shape-checked, quoted with `|sh`, sent on stdin
 /// and, when secret, never shown. Part of the BootstrapTests suite.

@@ -2,7 +2,11 @@ import Foundation
 import SSH
 import Testing
 @testable import VMCtlCommands
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 @Suite("Bounded under abuse: output caps, time limits, sizes, vCPUs, durable writes")
 struct BoundsTests {

@@ -1,7 +1,11 @@
 import Blocking
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 @Suite("The cluster's L2 switch")
 struct FrameSwitchTests {

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 @Suite("Hypervisor target, state dir, serial watcher")
 struct HostTests {

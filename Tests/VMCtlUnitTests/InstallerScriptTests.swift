@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 import Blocking
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// The installer script as /bin/sh runs it, on a fake machine: sysfs, a /dev whose disks are
 /// plain files, a kernel command line, /run with the installer medium's files, and consoles

@@ -2,7 +2,11 @@ import Foundation
 import Blocking
 import SSH
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 @Suite("Private work directories, cp's local side, the USB media's known_hosts")
 struct LocalFilesTests {

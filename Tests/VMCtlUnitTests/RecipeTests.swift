@@ -1,7 +1,11 @@
 import Foundation
 import Blocking
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 @Suite("Recipes: parsing, layering, stage hashing")
 struct RecipeTests {

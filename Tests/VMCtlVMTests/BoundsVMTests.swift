@@ -1,6 +1,10 @@
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// A guest that never stops printing cannot hold vmctl past its time limit or grow it
 /// without bound (same serialized suite as the other VM tests).

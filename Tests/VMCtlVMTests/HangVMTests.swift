@@ -1,6 +1,10 @@
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 extension RealVMTests {
     @Test("a node whose boot hangs before userspace is reset twice, then reported with its serial and QEMU logs kept after rollback")

@@ -1,7 +1,11 @@
 import Foundation
 import SSH
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// Real QEMU through real libvirt, real cloud-init, real SSH. Serialized: on two cores,
 /// guests booted side by side by different tests only slow each other down.

@@ -1,7 +1,11 @@
 import Foundation
 import Libvirt
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// The security review's checks on real guests (same serialized suite as the other VM tests).
 extension RealVMTests {

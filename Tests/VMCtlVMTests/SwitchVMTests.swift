@@ -1,6 +1,10 @@
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// A guest abusing the cluster network and its console (same serialized suite as the other VM tests).
 extension RealVMTests {

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
-@testable import VMCtlCore
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+@testable import Media
 
 /// Runs the real `vmctl` binary against a state dir of the tests' own, and finds what it
 /// left behind. Every test tears down its clusters through `withCluster`, even on failure.

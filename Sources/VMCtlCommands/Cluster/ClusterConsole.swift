@@ -1,5 +1,9 @@
 import ArgumentParser
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ClusterConsole: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "console",

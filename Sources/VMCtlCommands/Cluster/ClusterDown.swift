@@ -1,5 +1,9 @@
 import ArgumentParser
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ClusterDown: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "down", abstract: "Stop every node (keep disks).")

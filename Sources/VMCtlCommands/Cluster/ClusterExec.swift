@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ClusterExec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "exec",

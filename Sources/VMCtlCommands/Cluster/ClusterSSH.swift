@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ClusterSSH: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ssh",
@@ -25,7 +29,7 @@ struct ClusterSSH: AsyncParsableCommand {
         let plan = try m.select(s, [node])[0]
         if command.isEmpty {
             // Interactive: hand the terminal to OpenSSH with the cluster's strict config.
-            let ssh = try VMCtlCore.locateTool("ssh")
+            let ssh = try VMCtlSupport.locateTool("ssh")
             let config = ClusterPaths(state: m.state, name: s.name).sshConfig
             let args = [ssh, "-F", config, plan.name]
             var cargs = args.map { strdup($0) } + [nil]

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ClusterUp: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "up", abstract: "Create N nodes, boot them in parallel, verify each over SSH.")

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ImageBuild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "build", abstract: "Build an image from its recipe.")
@@ -16,7 +20,8 @@ struct ImageBuild: AsyncParsableCommand {
 
     func run() async throws {
         let state = StateDir.resolve()
-        let builder = ImageBuilder(state: state, recipes: RecipeStore.locate())
+        let builder = ImageBuilder(state: state, recipes: RecipeStore.locate(),
+                                   users: { ClusterRegistry(state: state).imageUsers()[$0] ?? [] })
         let start = ContinuousClock.now
         let quiet = json
         let img = try await builder.build(name, force: force) { line in
@@ -28,5 +33,5 @@ struct ImageBuild: AsyncParsableCommand {
 
 extension Duration {
     /// Seconds as a Double.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var seconds: Double { secondsDouble }
 }

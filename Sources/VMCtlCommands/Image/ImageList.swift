@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ImageList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List built images.")

@@ -1,5 +1,9 @@
 import ArgumentParser
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ImageRm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a built image (refused while a cluster uses it).")

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import VMCtlCore
+import VMCtlSupport
+import Images
+import Machines
+import Clusters
+import Media
 
 struct ImageUSB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,0 +1,68 @@
+import Blocking
+import Foundation
+import Libvirt
+import VMCtlSupport
+import Images
+import Machines
+
+/// The cluster network as `cluster status` reports it.
+public struct SwitchStatus: Sendable, Codable, Equatable {
+    /// Whether the cluster's switch process is alive.
+    public var running: Bool
+    /// The switch's pid, or nil when it is not running.
+    public var pid: Int32?
+    /// When the running switch started.
+    public var startedAt: Date?
+}
+
+/// How a running node is attached to the cluster segment (`clusterLink` in `status --json`).
+public enum ClusterLink: String, Sendable, Codable {
+    /// On the running switch.
+    case up
+    /// The switch is not running: the node reaches no other node.
+    case switchDead = "switch-dead"
+    /// The switch was restarted after the node booted: QEMU's stream netdev does not
+    /// reconnect, so the node is cut off until it restarts (`cluster start` does it).
+    case switchRestarted = "switch-restarted"
+}
+
+extension ClusterManager {
+    /// Whether the cluster's switch runs, and since when.
+    public func switchStatus(_ name: String) -> SwitchStatus {
+        let sw = switchProcess(name)
+        guard let pid = sw.runningPid() else { return SwitchStatus(running: false, pid: nil, startedAt: nil) }
+        return SwitchStatus(running: true, pid: pid, startedAt: sw.startedAt())
+    }
+
+    /// The link of a node that is running (nil for other nodes).
+    static func link(_ node: ClusterState.NodeRecord, running: Bool, switch sw: SwitchStatus) -> ClusterLink? {
+        guard running else { return nil }
+        guard sw.running else { return .switchDead }
+        if let booted = node.bootedAt, let started = sw.startedAt, booted < started { return .switchRestarted }
+        return .up
+    }
+
+    /// Running nodes the switch cannot reach: all of them when it was dead before this
+    /// command started it, else those booted before it started.
+    func cutOff(_ s: ClusterState, active: Set<String>, switchWasDead: Bool) -> [NodePlan] {
+        let sw = switchStatus(s.name)
+        return s.nodes.filter { n in
+            guard active.contains(n.plan.domainName) else { return false }
+            return switchWasDead || Self.link(n, running: true, switch: sw) != .up
+        }.map(\.plan)
+    }
+
+    /// Powers `plans` off through libvirt (their disks stay) so they boot again onto the
+    /// new switch, and records them as stopped.
+    func powerOffForRestart(_ plans: [NodePlan], connection: Connection, writer: StateWriter) async throws {
+        let names = plans.map(\.domainName)
+        try await onOwnThread("libvirt.destroy") {
+            for n in names {
+                guard let d = try connection.domain(named: n) else { continue }
+                defer { d.close() }
+                if try d.isActive() { try d.destroy() }
+            }
+        }
+        for plan in plans { try await writer.setNode(plan, phase: .stopped) }
+    }
+}

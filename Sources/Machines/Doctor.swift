@@ -1,0 +1,65 @@
+import Blocking
+import Foundation
+import VMCtlSupport
+import Images
+
+/// Checks the prerequisites vmctl needs and says how to fix each missing one.
+public struct Doctor: Sendable {
+    public struct Check: Codable, Sendable {
+        public var name: String
+        public var ok: Bool
+        public var detail: String
+    }
+    public struct Report: Codable, Sendable { public var checks: [Check] }
+
+    public let state: StateDir
+    public init(state: StateDir) { self.state = state }
+
+    public func run() async -> Report {
+        var checks: [Check] = []
+        let tools: [(String, String)] = [
+            ("qemu-system-x86_64", "the hypervisor"), ("qemu-img", "overlay disks"), ("xorrisofs", "cloud-init seed ISOs"),
+            ("mmdebstrap", "image builds"), ("mkfs.ext4", "image root filesystems"), ("ssh", "cluster ssh (OpenSSH)"),
+            ("sfdisk", "bootable disks (GPT)"), ("mformat", "bootable disks (FAT partitions)"), ("cpio", "installer ISO"),
+        ]
+        for (tool, what) in tools {
+            if let p = Command.locate(tool) {
+                checks.append(Check(name: tool, ok: true, detail: "\(p) (\(what))"))
+            } else {
+                checks.append(Check(name: tool, ok: false,
+                                    detail: "missing (\(what)): run scripts/install-prereqs.sh (Debian package \(Command.packages[tool] ?? tool))"))
+            }
+        }
+        let libvirtOK = FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so")
+        checks.append(Check(name: "libvirt qemu driver", ok: libvirtOK,
+                            detail: libvirtOK ? "embedded driver available (qemu:///embed)" : "missing: run scripts/install-prereqs.sh (libvirt-daemon-system)"))
+        // libvirt picks UEFI firmware from QEMU's firmware descriptors (image usb --verify).
+        let missing = UEFIFirmware.missing()
+        checks.append(Check(name: "UEFI firmware", ok: missing == nil,
+                            detail: missing == nil ? "OVMF with Secure Boot (Microsoft keys) and plain"
+                                : "missing \(missing!): run scripts/install-prereqs.sh (ovmf)"))
+        if getuid() == 0 {
+            let hasUser = getpwnam("libvirt-qemu") != nil
+            checks.append(Check(name: "libvirt-qemu user", ok: hasUser,
+                                detail: hasUser ? "present" : "missing: run scripts/install-prereqs.sh (libvirt-daemon-system)"))
+        }
+        do {
+            try state.ensureWritable()
+            checks.append(Check(name: "state dir", ok: true, detail: state.root))
+        } catch {
+            checks.append(Check(name: "state dir", ok: false, detail: "\(error)"))
+        }
+        let probe = AccelProbe(state: state)
+        if let v = probe.cached() {
+            checks.append(Check(name: "accel (auto)", ok: true, detail: "\(v.accelerator.rawValue): \(v.reason) [cached for kernel \(v.hostKernel)]"))
+        } else if access("/dev/kvm", R_OK | W_OK) != 0 {
+            checks.append(Check(name: "accel (auto)", ok: true, detail: "tcg: no usable /dev/kvm"))
+        } else if let img = ImageStore(state: state).list().first,
+                  let v = try? await probe.resolve(.auto, kernel: img.kernel) {
+            checks.append(Check(name: "accel (auto)", ok: true, detail: "\(v.accelerator.rawValue): \(v.reason)"))
+        } else {
+            checks.append(Check(name: "accel (auto)", ok: true, detail: "/dev/kvm present; probed on the first boot (needs a built image)"))
+        }
+        return Report(checks: checks)
+    }
+}

@@ -1,0 +1,176 @@
+import Blocking
+import Foundation
+import Libvirt
+import SSH
+import VMCtlSupport
+import Images
+
+/// Watches one running guest: its serial log for a marker line (inotify, no polling), its
+/// domain for an early stop, and `vmctl-failed` lines the guest prints about itself.
+public struct GuestWatch: Sendable {
+    public let connection: Connection
+    public let domainName: String
+    /// The name used in errors (`node1`, `usb-secure`).
+    public let node: String
+    public let serialLog: String
+
+    public init(connection: Connection, domainName: String, node: String, serialLog: String) {
+        self.connection = connection; self.domainName = domainName; self.node = node; self.serialLog = serialLog
+    }
+
+    /// Returns the first line containing `marker` after `offset`; throws a `NodeFailure`
+    /// with the log's tail when the guest stops, complains or runs out of time, and a
+    /// `BootStall` when `stall` is given and the boot makes no progress before `stall.until`.
+    public func waitFor(_ marker: String, from offset: UInt64, deadline: ContinuousClock.Instant,
+                        stall: BootStall.Policy? = nil,
+                        onLine: @escaping @Sendable (String) -> Void = { _ in }) async throws -> String {
+        let conn = connection
+        let name = domainName
+        let log = serialLog
+        let guestSaid = GuestComplaint()
+        let progress = BootProgress(policy: stall, log: log)
+        let outcome = try await onOwnThreadCancellable("watch.\(node)") { flag in
+            SerialLogWatcher.wait(path: log, from: offset, marker: marker, deadline: deadline, cancel: flag, stopIf: {
+                if let complaint = guestSaid.line { return "the guest reported: \(complaint)" }
+                if let stalled = progress.stalled() { return BootStall.prefix + stalled }
+                guard let d = try? conn.domain(named: name) else { return "domain is gone" }
+                defer { d.close() }
+                return (try? d.isActive()) == false ? "the guest stopped" : nil
+            }, onLine: { line in
+                onLine(line)
+                progress.saw(line)
+                if line.contains("vmctl-failed") { guestSaid.line = line }
+            })
+        }
+        switch outcome {
+        case .found(let line):
+            return line
+        case .stopped(let why) where why.hasPrefix(BootStall.prefix):
+            throw BootStall(node: node, reason: String(why.dropFirst(BootStall.prefix.count)),
+                            lastLine: SerialLogWatcher.tail(log, lines: 1))
+        case .timedOut:
+            throw NodeFailure(node: node, reason: "no '\(marker)' line on its serial console in time",
+                              serialTail: SerialLogWatcher.tail(log))
+        case .stopped(let why):
+            throw NodeFailure(node: node, reason: why, serialTail: SerialLogWatcher.tail(log))
+        case .cancelled:
+            throw CancellationError()
+        }
+    }
+
+    /// Waits until the domain is off (a guest that powers itself off).
+    public func waitStopped(deadline: ContinuousClock.Instant) async throws {
+        while ContinuousClock.now < deadline {
+            try Task.checkCancellation()
+            let conn = connection, name = domainName
+            let active = try await onOwnThread("state.\(node)") { () -> Bool in
+                guard let d = try conn.domain(named: name) else { return false }
+                defer { d.close() }
+                return try d.isActive()
+            }
+            if !active { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw NodeFailure(node: node, reason: "did not power off in time", serialTail: SerialLogWatcher.tail(serialLog))
+    }
+
+    /// One authenticated command over libssh2 with the pinned key. sshd has announced
+    /// itself already, so only a short, bounded retry covers the forwarder's first accept.
+    public static func verifySSH(_ target: SSHTarget, node: String, serialLog: String,
+                                 deadline: ContinuousClock.Instant) async throws {
+        var lastError: Error?
+        for attempt in 0..<20 {
+            if ContinuousClock.now > deadline { break }
+            do {
+                let r = try await SSHSession.run(target, "true", timeout: .seconds(15))
+                if r.status == 0 { return }
+                lastError = VMCtlError("`true` exited \(r.status): \(r.stderr)")
+            } catch let e as SSHError where e.kind == .hostKeyMismatch || e.kind == .auth {
+                throw NodeFailure(node: node, reason: e.description, serialTail: "")
+            } catch {
+                lastError = error
+            }
+            try await Task.sleep(for: .milliseconds(200 * (attempt + 1)))
+        }
+        throw NodeFailure(node: node, reason: "SSH did not answer: \(lastError.map { "\($0)" } ?? "timed out")",
+                          serialTail: SerialLogWatcher.tail(serialLog))
+    }
+}
+
+/// A boot that stopped making progress before userspace came up: no serial output for a
+/// while, or no early-boot marker in time. The caller resets the node (same disk and seed).
+public struct BootStall: Error, CustomStringConvertible, Sendable {
+    public let node: String
+    public let reason: String
+    /// The last thing the guest printed: where its boot stopped.
+    public let lastLine: String
+    public var description: String { "\(node): \(reason)" + (lastLine.isEmpty ? "" : "; last serial line: \(lastLine)") }
+    static let prefix = "stalled: "
+
+    /// When a boot counts as stalled: before a line containing `until` appears, the log has
+    /// not grown for `silence`, or `limit` has passed since the watch began.
+    public struct Policy: Sendable {
+        public var until: String
+        public var silence: Duration
+        public var limit: Duration
+        public init(until: String, silence: Duration, limit: Duration) {
+            self.until = until; self.silence = silence; self.limit = limit
+        }
+
+        /// vmctl's default: userspace announces itself (`vmctl-booting`) within 240 s (60 s
+        /// per node booting at once, when more), and the kernel is never silent for 90 s before
+        /// that. `VMCTL_BOOT_STALL` (seconds of silence; the limit is 3× it) tunes both, for
+        /// tests and very loaded hosts.
+        public static func standard(nodes: Int = 1, environment: [String: String] = ProcessInfo.processInfo.environment) -> Policy {
+            let silence = environment["VMCTL_BOOT_STALL"].flatMap(Double.init).map { max($0, 1) } ?? 90
+            let limit = environment["VMCTL_BOOT_STALL"] == nil ? Double(max(240, 60 * nodes)) : silence * 3
+            return Policy(until: Seal.bootingMarker, silence: .milliseconds(Int(silence * 1000)),
+                          limit: .milliseconds(Int(limit * 1000)))
+        }
+    }
+}
+
+/// What the stall check knows: when the log last grew and whether userspace has announced itself.
+final class BootProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private let policy: BootStall.Policy?
+    private let log: String
+    private let start = ContinuousClock.now
+    private var lastSize: UInt64
+    private var lastGrowth = ContinuousClock.now
+    private var reached = false
+
+    init(policy: BootStall.Policy?, log: String) {
+        self.policy = policy
+        self.log = log
+        lastSize = SerialLogWatcher.size(log)
+    }
+
+    func saw(_ line: String) {
+        guard let p = policy, line.contains(p.until) else { return }
+        lock.lock(); reached = true; lock.unlock()
+    }
+
+    /// Why the boot counts as stalled now, or nil.
+    func stalled() -> String? {
+        guard let p = policy else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        if reached { return nil }
+        let now = ContinuousClock.now
+        let size = SerialLogWatcher.size(log)
+        if size != lastSize { lastSize = size; lastGrowth = now }
+        if now - lastGrowth > p.silence { return "no serial output for \(Int(p.silence.secondsDouble)) s before userspace started" }
+        if now - start > p.limit { return "userspace did not start within \(Int(p.limit.secondsDouble)) s" }
+        return nil
+    }
+}
+
+/// A failure line the guest printed, handed from the log reader to its stop check.
+final class GuestComplaint: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: String?
+    var line: String? {
+        get { lock.lock(); defer { lock.unlock() }; return value }
+        set { lock.lock(); value = newValue; lock.unlock() }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import SSH
+import VMCtlSupport
+import Images
+
+/// One guest as vmctl plans it, before anything exists: every choice that a reconciler
+/// needs to recreate or resume it is here (ports, MACs, addresses, paths).
+public struct NodePlan: Codable, Sendable, Equatable {
+    /// `node1`…`nodeN`: the hostname and the name users type.
+    public var name: String
+    public var index: Int
+    /// The libvirt domain name: `<cluster>-<node>`, unique even on a shared libvirt.
+    public var domainName: String
+    public var sshPort: Int
+    /// A TCP VNC port (clusters made before VNC moved to a UNIX socket); nil now.
+    public var vncPort: Int?
+    public var mgmtMAC: String
+    /// Address on the cluster segment (CIDR), when the node has one.
+    public var clusterAddress: String?
+    public var clusterMAC: String?
+    /// The node's directory: disk, seed, serial log, host key.
+    public var directory: String
+    /// Pinned once the host key is generated.
+    public var hostKey: HostKeyPin?
+
+    public init(name: String, index: Int, domainName: String, sshPort: Int, vncPort: Int?, mgmtMAC: String,
+                clusterAddress: String?, clusterMAC: String?, directory: String, hostKey: HostKeyPin?) {
+        self.name = name; self.index = index; self.domainName = domainName; self.sshPort = sshPort
+        self.vncPort = vncPort; self.mgmtMAC = mgmtMAC; self.clusterAddress = clusterAddress
+        self.clusterMAC = clusterMAC; self.directory = directory; self.hostKey = hostKey
+    }
+
+    public var disk: String { "\(directory)/disk.qcow2" }
+    public var seed: String { "\(directory)/seed.iso" }
+    public var serialLog: String { "\(directory)/serial.log" }
+    public var hostKeyPath: String { "\(directory)/ssh_host_ed25519_key" }
+    /// QEMU's VNC socket, in a directory only QEMU's user (and root) can enter.
+    public var vncDirectory: String { "\(directory)/vnc" }
+    public var vncSocket: String { "\(vncDirectory)/vnc.sock" }
+    /// The cluster address without its prefix length.
+    public var clusterIP: String? { clusterAddress.map { String($0.split(separator: "/")[0]) } }
+}
+
+/// Deterministic, locally administered MACs: 52:54:00 (QEMU's OUI) + role + cluster hash + index.
+public enum MACAddress {
+    public static func make(role: UInt8, clusterSalt: UInt8, index: Int) -> String {
+        String(format: "52:54:00:%02x:%02x:%02x", role, clusterSalt, index & 0xff)
+    }
+}
