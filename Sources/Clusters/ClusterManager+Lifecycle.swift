@@ -40,7 +40,8 @@ extension ClusterManager {
                 ? "cluster \(s.name): the switch was not running; started it again, restarting \(names) (their cluster NIC cannot reconnect)"
                 : "cluster \(s.name): \(names) booted before the running switch started; restarting them (their cluster NIC cannot reconnect)",
                 elapsed: elapsed()))
-            try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, connection: connection, writer: writer)
+            try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, state: s, connection: connection,
+                                         image: image, writer: writer)
         }
         let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
         if stopped.isEmpty {
@@ -48,17 +49,13 @@ extension ClusterManager {
             try await writer.update { $0.phase = .running }
             return await writer.state
         }
-        let launcher = launcher(s, connection: connection, image: image)
         do {
-            try await bootAll(stopped, launcher: launcher, writer: writer, prepare: false,
+            try await bootAll(stopped, state: s, connection: connection, image: image, writer: writer,
                               deadline: .now + options.timeout, elapsed: elapsed, events: events)
         } catch {
             // Undo what this command started; the cluster stays as it was (stopped).
-            let names = stopped.map(\.domainName)
-            _ = try? await onOwnThread("libvirt.destroy") {
-                for n in names { if let d = try connection.domain(named: n) { try? d.destroy(); d.close() } }
-            }
-            for plan in stopped { try? await writer.setNode(plan, phase: .stopped) }
+            _ = try? await fleet(s, stopped, connection: connection, image: image).run { _, m in try await m.1.powerOff() }
+            for plan in stopped { try? await writer.setPhase(plan.name, .stopped) }
             try? await writer.update { $0.phase = .stopped }
             throw error
         }
@@ -99,35 +96,14 @@ extension ClusterManager {
         defer { connection.close() }
         let writer = StateWriter(s, path: paths(s.name).stateFile)
         let active = try await activeDomains(connection, s)
-        await withTaskGroup(of: Void.self) { group in
-            for node in s.nodes where active.contains(node.plan.domainName) {
-                group.addTask {
-                    if let t = try? self.sshTarget(s, node: node.plan) {
-                        _ = try? await SSHSession.run(t, "sudo systemctl poweroff --no-block", timeout: .seconds(10))
-                    }
-                    let name = node.plan.domainName
-                    _ = try? await onOwnThread("libvirt.shutdown") {
-                        guard let d = try connection.domain(named: name) else { return }
-                        defer { d.close() }
-                        func waitOff(_ limit: Duration) -> Bool {
-                            let deadline = ContinuousClock.now + limit
-                            while ContinuousClock.now < deadline {
-                                if (try? d.isActive()) != true { return true }
-                                usleep(100_000)
-                            }
-                            return false
-                        }
-                        if waitOff(grace) { return }
-                        try? d.shutdown()
-                        if waitOff(.seconds(10)) { return }
-                        try d.destroy()
-                    }
-                    try? await writer.setNode(node.plan, phase: .stopped)
-                    events(.node(name: node.plan.name, phase: .stopped, elapsed: (ContinuousClock.now - clock).secondsDouble, detail: nil))
-                }
-            }
+        let running = s.nodes.map(\.plan).filter { active.contains($0.domainName) }
+        // Each node stops on its own; one that cannot be stopped does not keep the others running.
+        _ = try? await fleet(s, running, connection: connection, image: nil).run { name, member in
+            try? await member.1.stop(grace: grace)
+            try? await writer.setPhase(name, .stopped)
+            events(.node(name: name, phase: .stopped, elapsed: (ContinuousClock.now - clock).secondsDouble, detail: nil))
         }
-        for node in s.nodes where !active.contains(node.plan.domainName) { try? await writer.setNode(node.plan, phase: .stopped) }
+        for node in s.nodes where !active.contains(node.plan.domainName) { try? await writer.setPhase(node.plan.name, .stopped) }
         switchProcess(s.name).stop()
         try await writer.update { $0.phase = .stopped }
     }
@@ -160,15 +136,9 @@ extension ClusterManager {
         if target.embeddedRoot == nil || FileManager.default.fileExists(atPath: target.embeddedRoot! + "/etc") {
             if let connection = try? await target.open() {
                 let state = self.state
-                removedViaLibvirt = (try? await onOwnThread("libvirt.clean") { () throws -> Bool in
-                    for d in try connection.allDomains() {
-                        defer { d.close() }
-                        guard Self.belongs(try d.labels(), cluster: name, state: state) else { continue }
-                        try? d.destroy()
-                        try? d.undefine()
-                    }
-                    return true
-                }) ?? false
+                removedViaLibvirt = (try? await MachineHost.removeDomains(on: connection) {
+                    Self.belongs($0, cluster: name, state: state)
+                }) != nil
                 connection.close()
             }
         }

@@ -54,15 +54,9 @@ extension ClusterManager {
 
     /// Powers `plans` off through libvirt (their disks stay) so they boot again onto the
     /// new switch, and records them as stopped.
-    func powerOffForRestart(_ plans: [NodePlan], connection: Connection, writer: StateWriter) async throws {
-        let names = plans.map(\.domainName)
-        try await onOwnThread("libvirt.destroy") {
-            for n in names {
-                guard let d = try connection.domain(named: n) else { continue }
-                defer { d.close() }
-                if try d.isActive() { try d.destroy() }
-            }
-        }
-        for plan in plans { try await writer.setNode(plan, phase: .stopped) }
+    func powerOffForRestart(_ plans: [NodePlan], state s: ClusterState, connection: Connection, image: Image,
+                            writer: StateWriter) async throws {
+        try await fleet(s, plans, connection: connection, image: image).run { _, m in try await m.1.powerOff() }
+        for plan in plans { try await writer.setPhase(plan.name, .stopped) }
     }
 }

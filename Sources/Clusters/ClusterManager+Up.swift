@@ -104,10 +104,9 @@ extension ClusterManager {
         let connection = try await target.open(sharedCapabilities: capabilitiesCache)
         defer { connection.close() }
         let s = await writer.state
-        let launcher = launcher(s, connection: connection, image: image)
         let deadline = ContinuousClock.now + options.timeout
-        try await bootAll(s.nodes.map(\.plan), launcher: launcher, writer: writer, prepare: true, deadline: deadline,
-                          elapsed: elapsed, events: events)
+        try await bootAll(s.nodes.map(\.plan), state: s, connection: connection, image: image, writer: writer,
+                          deadline: deadline, elapsed: elapsed, events: events)
         try writeOpenSSHFiles(await writer.state)
         try await runBootstrap(writer, image: image, deadline: deadline, elapsed: elapsed, events: events)
         try await writer.update { $0.phase = .running }
@@ -117,53 +116,40 @@ extension ClusterManager {
         return final
     }
 
-    /// Prepares (if asked), boots and verifies `plans` all at once; names every node that failed.
-    func bootAll(_ plans: [NodePlan], launcher: NodeLauncher, writer: StateWriter, prepare: Bool,
+    /// Makes `plans` exist, run and answer SSH, all at once (`Machine.ensure`: defines the
+    /// missing, starts the stopped), recording each node's progress; names every node that failed.
+    func bootAll(_ plans: [NodePlan], state s: ClusterState, connection: Connection, image: Image, writer: StateWriter,
                  deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
                  events: @escaping ClusterEventSink) async throws {
-        let failures = try await withThrowingTaskGroup(of: Error?.self) { group in
-            for plan in plans {
-                group.addTask {
-                    do {
+        let count = plans.count
+        do {
+            try await fleet(s, plans, connection: connection, image: image).run { name, member in
+                let (plan, machine) = member
+                do {
+                    try await machine.ensure(deadline: deadline, stall: .standard(nodes: count), onReset: { stalled, n in
+                        events(.note("\(stalled); resetting it (\(n) of 2)", elapsed: elapsed()))
+                    }, onCloudInit: {
+                        events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
+                    }, progress: { p in
                         var plan = plan
-                        if prepare {
-                            events(.node(name: plan.name, phase: .defining, elapsed: elapsed(), detail: nil))
-                            try await writer.setNode(plan, phase: .defining)
-                            plan = try await launcher.prepare(plan)
-                        }
-                        try await writer.setNode(plan, phase: .booting, booted: true)
-                        events(.node(name: plan.name, phase: .booting, elapsed: elapsed(), detail: "ssh 127.0.0.1:\(plan.sshPort)"))
-                        let offset = try await launcher.boot(plan)
-                        let name = plan.name
-                        _ = try await launcher.waitReady(plan, from: offset, deadline: deadline,
-                                                         stall: .standard(nodes: plans.count), onReset: { stalled, n in
-                            events(.note("\(stalled); resetting it (\(n) of 2)", elapsed: elapsed()))
-                        }, onCloudInit: {
-                            events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
-                        })
-                        try await writer.setNode(plan, phase: .verified)
-                        events(.node(name: plan.name, phase: .verified, elapsed: elapsed(), detail: nil))
-                        return nil
-                    } catch {
-                        if !(error is CancellationError) {
-                            try? await writer.setNode(plan, phase: .failed)
-                            events(.node(name: plan.name, phase: .failed, elapsed: elapsed(), detail: nil))
-                        }
-                        return error
+                        plan.hostKey = p.hostKey ?? plan.hostKey
+                        try await writer.setNode(plan, phase: p.phase, booted: p.phase == .booting)
+                        events(.node(name: name, phase: p.phase, elapsed: elapsed(),
+                                     detail: p.phase == .booting ? "ssh 127.0.0.1:\(plan.sshPort)" : nil))
+                    })
+                } catch {
+                    if !(error is CancellationError) {
+                        try? await writer.setPhase(name, .failed)
+                        events(.node(name: name, phase: .failed, elapsed: elapsed(), detail: nil))
                     }
+                    throw error
                 }
             }
-            var errors: [Error] = []
-            for try await e in group { if let e { errors.append(e) } }
-            return errors
-        }
-        try Task.checkCancellation()
-        if failures.contains(where: { $0 is CancellationError }) { throw CancellationError() }
-        if !failures.isEmpty {
-            let nodes = failures.compactMap { ($0 as? NodeFailure)?.node }
-            let head = nodes.isEmpty ? "\(failures.count) node(s) did not come up"
+        } catch let f as FleetFailure {
+            let nodes = f.failures.compactMap { ($0.error as? NodeFailure)?.node }
+            let head = nodes.isEmpty ? "\(f.failures.count) node(s) did not come up"
                 : "node(s) \(nodes.sorted().joined(separator: ", ")) did not come up"
-            throw VMCtlError(head + ":\n" + failures.map { "  \($0)" }.joined(separator: "\n"))
+            throw VMCtlError(head + ":\n" + f.failures.map { "  \($0.error)" }.joined(separator: "\n"))
         }
     }
 }

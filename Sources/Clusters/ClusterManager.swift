@@ -75,14 +75,33 @@ public struct ClusterManager: Sendable {
         return img
     }
 
-    /// A launcher for a saved cluster's nodes.
-    func launcher(_ s: ClusterState, connection: Connection, image: Image) -> NodeLauncher {
-        NodeLauncher(connection: connection, image: image, accelerator: s.accelerator,
-                     clusterKey: KeyPair(privateKeyPath: paths(s.name).privateKey),
-                     labels: Self.labels(cluster: s.name, state: state), cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB,
-                     diskBytes: UInt64(s.spec.diskGiB) << 30, clusterSocket: paths(s.name).switchSocket,
-                     guestInternet: s.spec.guestInternet,
-                     hosts: s.nodes.compactMap { n in n.plan.clusterIP.map { ($0, [n.plan.name]) } })
+    /// The host a saved cluster's machines live on.
+    func host(of s: ClusterState) -> MachineHost { MachineHost(target(of: s)) }
+
+    /// One node of a saved cluster as a machine: its plan (ports, MACs, addresses, paths,
+    /// pinned host key) and the cluster's shape, image, key, switch and labels.
+    /// Without `image` (gone from the store) the machine can still be stopped and removed.
+    func machine(_ s: ClusterState, _ plan: NodePlan, connection: Connection, image: Image?) -> Machine {
+        var networks: [any NetworkAttachment] = [UserModeNetwork(mac: plan.mgmtMAC, sshPort: plan.sshPort,
+                                                                 restrict: !s.spec.guestInternet)]
+        if let address = plan.clusterAddress, let mac = plan.clusterMAC {
+            networks.append(SwitchNetwork(mac: mac, socket: paths(s.name).switchSocket, address: address))
+        }
+        let spec = MachineSpec(
+            name: plan.domainName, hostname: plan.name, cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB,
+            accelerator: s.accelerator, boot: image.map { .image($0) },
+            rootDisk: image.map { OverlayDisk(base: $0.rootDisk, sizeBytes: UInt64(s.spec.diskGiB) << 30) },
+            networks: networks,
+            login: Login(user: s.user, key: KeyPair(privateKeyPath: paths(s.name).privateKey), hostKey: plan.hostKey),
+            hosts: s.nodes.compactMap { n in n.plan.clusterIP.map { ($0, [n.plan.name]) } },
+            labels: Self.labels(cluster: s.name, state: state), files: MachineFiles(directory: plan.directory),
+            vncPort: plan.vncPort)
+        return Machine(spec, on: connection)
+    }
+
+    /// The cluster's nodes `plans` as one fleet.
+    func fleet(_ s: ClusterState, _ plans: [NodePlan], connection: Connection, image: Image?) -> Fleet<(NodePlan, Machine)> {
+        Fleet(plans.map { ($0.name, ($0, machine(s, $0, connection: connection, image: image))) })
     }
 
     /// The labels every domain of a cluster carries in its metadata: `clean` finds domains by

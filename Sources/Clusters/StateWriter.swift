@@ -28,4 +28,12 @@ actor StateWriter {
             if booted { s.nodes[i].bootedAt = Date() }
         }
     }
+
+    /// Records `phase` for node `name`, leaving its plan as recorded.
+    func setPhase(_ name: String, _ phase: NodePhase) throws {
+        try update { s in
+            guard let i = s.nodes.firstIndex(where: { $0.plan.name == name }) else { return }
+            s.nodes[i].phase = phase
+        }
+    }
 }

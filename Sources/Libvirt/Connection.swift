@@ -7,28 +7,33 @@ public final class Connection: @unchecked Sendable {
     private var handle: virConnectPtr?
     /// The URI this connection was opened with.
     public let uri: String
+    /// Runs once when the connection is closed (releases what its opener held for it).
+    private let onClose: (@Sendable () -> Void)?
 
     /// Opens `uri` (e.g. `qemu:///embed?root=/var/lib/vmctl/clusters/a/libvirt`). Blocks.
-    public init(uri: String) throws {
+    public init(uri: String, onClose: (@Sendable () -> Void)? = nil) throws {
         try LibvirtEventLoop.start()
         guard let h = virConnectOpen(uri) else {
             throw LibvirtError.last("connect to \(uri)")
         }
         self.handle = h
         self.uri = uri
+        self.onClose = onClose
     }
 
     /// Opens a connection on a thread of its own.
-    public static func open(_ uri: String) async throws -> Connection {
-        try await onOwnThread("libvirt.open") { try Connection(uri: uri) }
+    public static func open(_ uri: String, onClose: (@Sendable () -> Void)? = nil) async throws -> Connection {
+        try await onOwnThread("libvirt.open") { try Connection(uri: uri, onClose: onClose) }
     }
 
     deinit { close() }
 
     /// Closes the connection now; later calls do nothing.
     public func close() {
-        if let h = handle { virConnectClose(h) }
+        guard let h = handle else { return }
         handle = nil
+        virConnectClose(h)
+        onClose?()
     }
 
     func raw() throws -> virConnectPtr {

@@ -132,7 +132,9 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
 
     /// Prepares the embedded root (qemu.conf, shared capabilities) and opens the connection
     /// on its own thread.
-    public func open(sharedCapabilities: String? = nil) async throws -> Connection {
+    public func open(sharedCapabilities: String? = nil,
+                     onWait: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("vmctl: \($0)\n".utf8)) })
+        async throws -> Connection {
         if let root = embeddedRoot {
             try FileAccess.requireQemuUser()
             // libvirt makes QEMU's own directories below the root and hands them to QEMU's user.
@@ -147,14 +149,24 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
             try Self.linkShortRoot(root)
             if let shared = sharedCapabilities { Self.copyCapabilities(from: shared, to: Self.capabilitiesDir(root)) }
         }
+        // One embedded root per process: a second root waits for the first to close.
+        if let root = embeddedRoot {
+            try await EmbeddedRoots.shared.acquire(root, onWait: onWait)
+        }
         do {
-            return try await Connection.open(uri)
+            var release: (@Sendable () -> Void)?
+            if let root = embeddedRoot { release = { EmbeddedRoots.shared.release(root) } }
+            return try await Connection.open(uri, onClose: release)
         } catch let e as LibvirtError {
+            if let root = embeddedRoot { EmbeddedRoots.shared.release(root) }
             if embeddedRoot != nil, e.message.contains("lock") || e.message.contains("in use") {
                 throw VMCtlError("libvirt root \(embeddedRoot!) is in use by another process: \(e.message)", exitCode: 2)
             }
             throw VMCtlError("cannot connect to \(uri): \(e.message)"
                 + (embeddedRoot == nil ? " (is libvirtd running? try `virtlogd -d; libvirtd -d`, or omit --connect)" : ""))
+        } catch {
+            if let root = embeddedRoot { EmbeddedRoots.shared.release(root) }
+            throw error
         }
     }
 }

@@ -137,7 +137,7 @@ public struct MediaVerifier: Sendable {
         let domain = "vmctl-verify-\(name)"
         let serial = "\(state.root)/verify/\(name).serial.log"
         try? FileManager.default.removeItem(atPath: serial)
-        try NodeLauncher.makeSerialLog(serial)
+        try Machine.makeSerialLog(serial)
         var nics: [DomainSpec.NIC] = []
         if let p = sshPort {
             nics.append(.init(mode: .user(.init(forwards: [.init(host: p, guest: 22)], restrict: true)), mac: "52:54:00:fe:00:01"))

@@ -1,0 +1,323 @@
+import Blocking
+import CloudInit
+import Foundation
+import Libvirt
+import SSH
+import VMCtlSupport
+import Images
+
+/// What a machine is doing now, for progress output and state.
+public enum NodePhase: String, Codable, Sendable, CaseIterable {
+    case planned, defining, booting, cloudInit = "cloud-init", verified = "ssh verified", stopped, failed
+}
+
+/// One virtual machine on one host: made from a `MachineSpec`, found again by its name and
+/// labels, with a lifecycle of its own (`ensure`, `stop`, `remove`). Clusters, vnodes,
+/// Swarm runners and the repave controller are users of it.
+public struct Machine: Sendable {
+    public let spec: MachineSpec
+    public let connection: Connection
+
+    public init(_ spec: MachineSpec, on connection: Connection) {
+        self.spec = spec
+        self.connection = connection
+    }
+
+    /// Where a machine stands on its host.
+    public enum Status: String, Sendable { case absent, stopped, running }
+
+    /// What `ensure` did.
+    public enum Action: String, Sendable { case created, started, alreadyRunning = "already running" }
+
+    /// Progress of `ensure` (defining, booting, verified), for the caller's state and output.
+    /// `hostKey` is set once the machine's host key exists. Cloud-init's start is reported
+    /// through `onCloudInit` as it happens.
+    public struct Progress: Sendable {
+        public var phase: NodePhase
+        public var hostKey: HostKeyPin?
+    }
+
+    /// Whether the machine exists and runs. A domain of its name that lacks its labels is
+    /// someone else's: `name-in-use`.
+    public func status() async throws -> Status {
+        let conn = connection, name = spec.name, labels = spec.labels
+        return try await onOwnThread("libvirt.status") {
+            guard let d = try conn.domain(named: name) else { return .absent }
+            defer { d.close() }
+            try Self.checkOwned(d, name: name, labels: labels)
+            return try d.isActive() ? .running : .stopped
+        }
+    }
+
+    /// Makes the machine exist and run, and proves it ready: defines it if missing, starts it
+    /// if stopped, leaves a running one alone. `deadline` bounds the wait for readiness.
+    @discardableResult
+    public func ensure(deadline: ContinuousClock.Instant, stall: BootStall.Policy? = .standard(), resets: Int = 2,
+                       onReset: @escaping @Sendable (BootStall, Int) -> Void = { _, _ in },
+                       onCloudInit: @escaping @Sendable () -> Void = {},
+                       progress: @escaping @Sendable (Progress) async throws -> Void = { _ in })
+        async throws -> (action: Action, hostKey: HostKeyPin) {
+        var machine = self
+        var action = Action.started
+        switch try await status() {
+        case .running:
+            guard let pin = spec.login.hostKey else {
+                throw VMCtlError("machine \(spec.hostname) runs but vmctl has no pinned host key for it: remove it and create it again")
+            }
+            return (.alreadyRunning, pin)
+        case .absent:
+            try await progress(Progress(phase: .defining, hostKey: nil))
+            let pin = try await create()
+            machine = Machine(spec.withHostKey(pin), on: connection)
+            action = .created
+        case .stopped:
+            break
+        }
+        guard let pin = machine.spec.login.hostKey else {
+            throw VMCtlError("machine \(spec.hostname) has no pinned host key: remove it and create it again")
+        }
+        try await progress(Progress(phase: .booting, hostKey: pin))
+        let offset = try await machine.start()
+        _ = try await machine.waitReady(from: offset, deadline: deadline, stall: stall, resets: resets, onReset: onReset,
+                                        onCloudInit: onCloudInit)
+        try await progress(Progress(phase: .verified, hostKey: pin))
+        return (action, pin)
+    }
+
+    /// Makes the machine's files (overlay disk, host key, seed) and defines its domain.
+    /// Returns the pin of the host key it generated.
+    public func create() async throws -> HostKeyPin {
+        guard let rootDisk = spec.rootDisk, spec.boot != nil else {
+            throw VMCtlError("machine \(spec.hostname) cannot be created: its image is not known (it can only be stopped or removed)")
+        }
+        let f = spec.files
+        let fm = FileManager.default
+        // QEMU (libvirt-qemu) reaches its files by name through directories it cannot list.
+        try FileAccess.directory((f.directory as NSString).deletingLastPathComponent, qemu: true)
+        try FileAccess.directory(f.directory, qemu: true)
+        try Self.makeVNCDirectory(f.vncDirectory)
+        try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", rootDisk.base,
+                                       f.disk, String(rootDisk.sizeBytes)]).checkedAsync()
+        try FileAccess.shareWithQemu(f.disk, writable: true)
+        try Self.makeSerialLog(f.serialLog)
+        try? fm.removeItem(atPath: f.hostKey)
+        try? fm.removeItem(atPath: f.hostKey + ".pub")
+        let hostname = spec.hostname
+        let hostKey = try await onOwnThread("keygen") { try KeyPair.generate(at: f.hostKey, comment: "\(hostname) host key") }
+        let pin = try hostKey.pin()
+        // The seed carries the machine's host private key: QEMU's group may read it, nobody else.
+        let files = try SeedISO.files(for: seedConfig(hostKey: hostKey))
+        try await onOwnThread("seed.\(hostname)") { try SeedISO.write(files, to: f.seed) }
+        try FileAccess.shareWithQemu(f.seed)
+        let xml = try domainSpec().xml()
+        let conn = connection
+        _ = try await onOwnThread("libvirt.define") { try conn.define(xml: xml).close() }
+        return pin
+    }
+
+    /// The NoCloud seed: hostname, login, host key, every NIC's configuration, /etc/hosts.
+    func seedConfig(hostKey: KeyPair) throws -> SeedConfig {
+        SeedConfig(
+            instanceID: "\(spec.name)-\(UUID().uuidString.prefix(8).lowercased())",
+            hostname: spec.hostname,
+            user: .init(name: spec.login.user, authorizedKeys: [try spec.login.key.publicKeyLine()]),
+            hostKey: .init(privateKey: try hostKey.privateKey(), publicKey: try hostKey.publicKeyLine()),
+            interfaces: spec.networks.map(\.guestInterface),
+            hosts: spec.hosts)
+    }
+
+    /// The domain: its boot, the overlay and the seed, its NICs, its labels.
+    public func domainSpec() throws -> DomainSpec {
+        var l = spec.labels
+        l["node"] = spec.hostname
+        let boot: DomainSpec.DirectBoot
+        switch spec.boot {
+        case .kernel(let b):
+            boot = .init(kernel: b.kernel, initrd: b.initrd, cmdline: b.cmdline + Self.testHang(spec.hostname))
+        case nil:
+            throw VMCtlError("machine \(spec.hostname) has no boot source")
+        }
+        return DomainSpec(
+            name: spec.name, accelerator: spec.accelerator, memoryMiB: spec.memoryMiB, vcpus: spec.cpus,
+            cpuModel: spec.accelerator == .tcg ? "qemu64" : nil, boot: boot,
+            disks: [.init(path: spec.files.disk, format: .qcow2, target: "vda"),
+                    .init(path: spec.files.seed, format: .raw, target: "vdb", readOnly: true)],
+            nics: spec.networks.map(\.nic), serialLog: spec.files.serialLog, vncPort: spec.vncPort,
+            vncSocket: spec.vncPort == nil ? spec.files.vncSocket : nil, labels: l)
+    }
+
+    /// Starts the domain; returns the serial-log offset its boot output starts at.
+    public func start() async throws -> UInt64 {
+        let offset = SerialLogWatcher.size(spec.files.serialLog)
+        let conn = connection, name = spec.name
+        try await onOwnThread("libvirt.start") {
+            guard let d = try conn.domain(named: name) else {
+                throw VMCtlError("domain \(name) vanished before it could start")
+            }
+            defer { d.close() }
+            if try !d.isActive() { try d.start() }
+        }
+        // QEMU made the socket before libvirt returned; only its owner (and root) may connect.
+        if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
+        return offset
+    }
+
+    /// Waits for the guest's readiness line on its serial console, then proves an
+    /// authenticated SSH session with the pinned host key. Returns the marker line.
+    /// A boot that stalls before userspace starts is reset (destroyed and started again on the
+    /// same disk and seed) up to `resets` times, each announced through `onReset`.
+    public func waitReady(from offset: UInt64, deadline: ContinuousClock.Instant,
+                          stall: BootStall.Policy? = .standard(), resets: Int = 2,
+                          onReset: @escaping @Sendable (BootStall, Int) -> Void = { _, _ in },
+                          onCloudInit: @escaping @Sendable () -> Void = {}) async throws -> String {
+        var offset = offset
+        var attempt = 0
+        while true {
+            do {
+                let line = try await GuestWatch(connection: connection, domainName: spec.name, node: spec.hostname,
+                                                serialLog: spec.files.serialLog)
+                    .waitFor(Seal.readyMarker, from: offset, deadline: deadline, stall: stall) { line in
+                        if line.contains(Seal.bootingMarker) { onCloudInit() }
+                    }
+                try await verifySSH(deadline: deadline)
+                return line
+            } catch let stalled as BootStall {
+                guard attempt < resets else {
+                    throw NodeFailure(node: spec.hostname, reason: "\(stalled.reason), after \(resets) reset(s)",
+                                      serialTail: SerialLogWatcher.tail(spec.files.serialLog))
+                }
+                attempt += 1
+                onReset(stalled, attempt)
+                offset = try await reset()
+            }
+        }
+    }
+
+    /// Pulls the plug and starts the machine again on the same disk and seed; returns the
+    /// serial-log offset the new boot starts at.
+    public func reset() async throws -> UInt64 {
+        try await powerOff()
+        return try await start()
+    }
+
+    /// Pulls the plug if it runs (disks stay).
+    public func powerOff() async throws {
+        let conn = connection, name = spec.name
+        try await onOwnThread("libvirt.destroy") {
+            guard let d = try conn.domain(named: name) else { return }
+            defer { d.close() }
+            if try d.isActive() { try d.destroy() }
+        }
+    }
+
+    /// Shuts the guest down cleanly and keeps its disks: asked over SSH first (lean images
+    /// have no logind to act on ACPI, and `systemctl poweroff` talks to PID 1 directly), then
+    /// ACPI, then, if it still runs, a hard power-off. A clean shutdown matters: pulling the
+    /// plug loses what the guest wrote but had not flushed (cloud-init's network config).
+    public func stop(grace: Duration = .seconds(60)) async throws {
+        if let t = try? sshTarget() {
+            _ = try? await SSHSession.run(t, "sudo systemctl poweroff --no-block", timeout: .seconds(10))
+        }
+        let conn = connection, name = spec.name
+        try await onOwnThread("libvirt.shutdown") {
+            guard let d = try conn.domain(named: name) else { return }
+            defer { d.close() }
+            func waitOff(_ limit: Duration) -> Bool {
+                let deadline = ContinuousClock.now + limit
+                while ContinuousClock.now < deadline {
+                    if (try? d.isActive()) != true { return true }
+                    usleep(100_000)
+                }
+                return false
+            }
+            if waitOff(grace) { return }
+            try? d.shutdown()
+            if waitOff(.seconds(10)) { return }
+            try d.destroy()
+        }
+    }
+
+    /// Removes the machine: its domain (only if it carries the machine's labels) and its
+    /// directory (disk, seed, logs, keys). Nothing else.
+    public func remove() async throws {
+        let conn = connection, name = spec.name, labels = spec.labels
+        try await onOwnThread("libvirt.remove") {
+            guard let d = try conn.domain(named: name) else { return }
+            defer { d.close() }
+            try Self.checkOwned(d, name: name, labels: labels)
+            if try d.isActive() { try d.destroy() }
+            try d.undefine()
+        }
+        try? FileManager.default.removeItem(atPath: spec.files.directory)
+    }
+
+    /// One authenticated command over libssh2 with the pinned key.
+    public func verifySSH(deadline: ContinuousClock.Instant) async throws {
+        try await GuestWatch.verifySSH(try sshTarget(), node: spec.hostname, serialLog: spec.files.serialLog, deadline: deadline)
+    }
+
+    /// How vmctl reaches the machine: its SSH endpoint, its login, the pinned host key.
+    public func sshTarget() throws -> SSHTarget {
+        guard let pin = spec.login.hostKey else { throw VMCtlError("machine \(spec.hostname) has no pinned host key") }
+        guard let ep = spec.sshEndpoint else { throw VMCtlError("machine \(spec.hostname) has no NIC vmctl can reach SSH through") }
+        return SSHTarget(host: ep.host, port: ep.port, user: spec.login.user, key: spec.login.key, hostKey: pin)
+    }
+
+    /// A domain called `name` must carry every one of `labels`: otherwise it is not ours.
+    static func checkOwned(_ d: Domain, name: String, labels: [String: String]) throws {
+        let have = try d.labels()
+        guard labels.allSatisfy({ have[$0.key] == $0.value }) else {
+            throw VMCtlError.usage("a domain called \(name) exists on this host but was not made for this machine "
+                + "(its labels: \(have.isEmpty ? "none" : have.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); "
+                + "vmctl leaves it alone: remove it yourself or pick another name")
+        }
+    }
+
+    /// Test-only: `VMCTL_TEST_HANG_NODE=node2` boots that machine with `init=/bin/sleep`, a
+    /// boot that hangs before userspace, so the reset path and failure report can be exercised.
+    static func testHang(_ hostname: String) -> String {
+        ProcessInfo.processInfo.environment["VMCTL_TEST_HANG_NODE"] == hostname ? " init=/bin/sleep 100000" : ""
+    }
+
+    /// The serial log exists before QEMU starts, writable by QEMU's group and nobody else.
+    package static func makeSerialLog(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VMCtlError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        close(fd)
+        try FileAccess.shareWithQemu(path, writable: true)
+    }
+
+    /// VNC's socket directory belongs to QEMU's user alone (QEMU creates the socket there):
+    /// no other local user can connect and type into the machine. Root connects anyway.
+    static func makeVNCDirectory(_ path: String) throws {
+        try FileAccess.directory(path)
+        if getuid() == 0, let pw = getpwnam(FileAccess.qemuUser) {
+            guard chown(path, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else {
+                throw VMCtlError("cannot hand \(path) to \(FileAccess.qemuUser): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}
+
+extension MachineSpec {
+    /// The same spec with its host key pinned.
+    public func withHostKey(_ pin: HostKeyPin) -> MachineSpec {
+        var s = self
+        s.login.hostKey = pin
+        return s
+    }
+}
+
+/// A machine that did not come up: which, why, and the end of its serial log.
+public struct NodeFailure: Error, CustomStringConvertible, Sendable {
+    public let node: String
+    public let reason: String
+    public let serialTail: String
+    public init(node: String, reason: String, serialTail: String) {
+        self.node = node; self.reason = reason; self.serialTail = serialTail
+    }
+    public var description: String {
+        "\(node): \(reason)" + (serialTail.isEmpty ? "" : "\n  last serial output:\n    "
+            + serialTail.split(separator: "\n").joined(separator: "\n    "))
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Libvirt
+import SSH
+import Images
+
+/// Everything that makes one virtual machine, before it exists: its shape, how it boots,
+/// its disks and NICs, its seed (login and identity), its labels and where its files live.
+/// A machine is found on its host by `name` and must carry `labels` (a domain of that name
+/// without them belongs to someone else and is never touched).
+public struct MachineSpec: Sendable {
+    /// The libvirt domain name, unique on its host (`<cluster>-node1`).
+    public var name: String
+    /// The guest's hostname, also the name used in messages (`node1`).
+    public var hostname: String
+    public var cpus: Int
+    public var memoryMiB: Int
+    public var accelerator: DomainSpec.Accelerator
+    /// How it boots; nil for a machine known only from records (it can be found, stopped
+    /// and removed, not created).
+    public var boot: BootSource?
+    /// Its root disk: a qcow2 overlay on a cached base image (nil as for `boot`).
+    public var rootDisk: OverlayDisk?
+    /// Its NICs in order (the first is the guest's first interface).
+    public var networks: [any NetworkAttachment]
+    /// The account vmctl logs in with, and the host key pinned for it (nil until made).
+    public var login: Login
+    /// Extra lines for the guest's /etc/hosts.
+    public var hosts: [(address: String, names: [String])]
+    /// vmctl's labels in the domain's metadata: what finds the machine again.
+    public var labels: [String: String]
+    /// Where its disk, seed, serial log, host key and VNC socket live.
+    public var files: MachineFiles
+    /// A TCP VNC port, for machines made before VNC moved to a UNIX socket; nil now.
+    public var vncPort: Int?
+
+    public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator,
+                boot: BootSource?, rootDisk: OverlayDisk?, networks: [any NetworkAttachment], login: Login,
+                hosts: [(address: String, names: [String])] = [], labels: [String: String], files: MachineFiles,
+                vncPort: Int? = nil) {
+        self.name = name; self.hostname = hostname; self.cpus = cpus; self.memoryMiB = memoryMiB
+        self.accelerator = accelerator; self.boot = boot; self.rootDisk = rootDisk; self.networks = networks
+        self.login = login; self.hosts = hosts; self.labels = labels; self.files = files
+        self.vncPort = vncPort
+    }
+
+    /// Where vmctl reaches the guest's SSH: the first NIC that offers an endpoint.
+    public var sshEndpoint: SSHEndpoint? { networks.lazy.compactMap(\.sshEndpoint).first }
+}
+
+/// How a machine boots. Part 2 of the machine layer adds firmware boot of a disk with its
+/// own bootloader (SeaBIOS, UEFI with or without Secure Boot).
+public enum BootSource: Sendable, Equatable {
+    /// The image's kernel and initrd booted directly with `cmdline` (vmctl's own images).
+    case kernel(DomainSpec.DirectBoot)
+
+    /// Direct kernel boot of a vmctl image, root on the first disk.
+    public static func image(_ image: Image, extraCmdline: String = "") -> BootSource {
+        .kernel(.init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
+    }
+}
+
+/// A thin qcow2 overlay on a base image.
+public struct OverlayDisk: Sendable, Equatable {
+    /// The base image (qcow2), shared read-only by every overlay on it.
+    public var base: String
+    /// The overlay's virtual size.
+    public var sizeBytes: UInt64
+    public init(base: String, sizeBytes: UInt64) { self.base = base; self.sizeBytes = sizeBytes }
+}
+
+/// The account vmctl logs in with: user, key pair, and the guest's pinned host key.
+public struct Login: Sendable {
+    public var user: String
+    public var key: KeyPair
+    /// nil until the machine's host key is made (by `create`).
+    public var hostKey: HostKeyPin?
+    public init(user: String, key: KeyPair, hostKey: HostKeyPin? = nil) {
+        self.user = user; self.key = key; self.hostKey = hostKey
+    }
+}
+
+/// The files of one machine, all in its own directory: removing the machine removes it.
+public struct MachineFiles: Sendable, Equatable, Codable {
+    public var directory: String
+    public init(directory: String) { self.directory = directory }
+    public var disk: String { "\(directory)/disk.qcow2" }
+    public var seed: String { "\(directory)/seed.iso" }
+    public var serialLog: String { "\(directory)/serial.log" }
+    public var hostKey: String { "\(directory)/ssh_host_ed25519_key" }
+    /// QEMU's VNC socket, in a directory only QEMU's user (and root) can enter.
+    public var vncDirectory: String { "\(directory)/vnc" }
+    public var vncSocket: String { "\(vncDirectory)/vnc.sock" }
+}
