@@ -11,13 +11,12 @@ extension ClusterManager {
     /// again, and the running nodes it had are restarted (destroy + start; disks stay).
     @discardableResult
     public func start(options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
-        let s = try existing(options.name)
-        let lock = try ClusterLock.acquire(state: state, name: options.name, purpose: "cluster start")
-        defer { lock.release() }
-        guard s.phase != .creating else {
-            throw VMCtlError.usage("cluster \(s.name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(s.name)`")
+        try await locked(options.name, purpose: "cluster start") { s in
+            guard s.phase != .creating else {
+                throw VMCtlError.usage("cluster \(s.name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(s.name)`")
+            }
+            return try await startLocked(s, options: options, events: events)
         }
-        return try await startLocked(s, options: options, events: events)
     }
 
     func startLocked(_ s: ClusterState, options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
@@ -29,40 +28,40 @@ extension ClusterManager {
         let sw = switchProcess(s.name)
         let switchWasDead = sw.runningPid() == nil
         try sw.start()
-        let connection = try await target(of: s).open()
-        defer { connection.close() }
-        let active = try await activeDomains(connection, s)
-        // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
-        let cut = Set(cutOff(s, active: active, switchWasDead: switchWasDead).map(\.name))
-        if !cut.isEmpty {
-            let names = cut.sorted().joined(separator: ", ")
-            events(.note(switchWasDead
-                ? "cluster \(s.name): the switch was not running; started it again, restarting \(names) (their cluster NIC cannot reconnect)"
-                : "cluster \(s.name): \(names) booted before the running switch started; restarting them (their cluster NIC cannot reconnect)",
-                elapsed: elapsed()))
-            try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, state: s, connection: connection,
-                                         image: image, writer: writer)
-        }
-        let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
-        if stopped.isEmpty {
-            events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
+        return try await connected(s) { connection in
+            let active = try await activeDomains(connection, s)
+            // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
+            let cut = Set(cutOff(s, active: active, switchWasDead: switchWasDead).map(\.name))
+            if !cut.isEmpty {
+                let names = cut.sorted().joined(separator: ", ")
+                events(.note(switchWasDead
+                    ? "cluster \(s.name): the switch was not running; started it again, restarting \(names) (their cluster NIC cannot reconnect)"
+                    : "cluster \(s.name): \(names) booted before the running switch started; restarting them (their cluster NIC cannot reconnect)",
+                    elapsed: elapsed()))
+                try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, state: s, connection: connection,
+                                             image: image, writer: writer)
+            }
+            let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
+            if stopped.isEmpty {
+                events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
+                try await writer.update { $0.phase = .running }
+                return await writer.state
+            }
+            do {
+                try await bootAll(stopped, state: s, connection: connection, image: image, writer: writer,
+                                  deadline: .now + options.timeout, elapsed: elapsed, events: events)
+            } catch {
+                // Undo what this command started; the cluster stays as it was (stopped).
+                _ = try? await fleet(s, stopped, connection: connection, image: image).run { _, m in try await m.1.powerOff() }
+                for plan in stopped { try? await writer.setPhase(plan.name, .stopped) }
+                try? await writer.update { $0.phase = .stopped }
+                throw error
+            }
             try await writer.update { $0.phase = .running }
-            return await writer.state
+            let final = await writer.state
+            try writeOpenSSHFiles(final)
+            return final
         }
-        do {
-            try await bootAll(stopped, state: s, connection: connection, image: image, writer: writer,
-                              deadline: .now + options.timeout, elapsed: elapsed, events: events)
-        } catch {
-            // Undo what this command started; the cluster stays as it was (stopped).
-            _ = try? await fleet(s, stopped, connection: connection, image: image).run { _, m in try await m.1.powerOff() }
-            for plan in stopped { try? await writer.setPhase(plan.name, .stopped) }
-            try? await writer.update { $0.phase = .stopped }
-            throw error
-        }
-        try await writer.update { $0.phase = .running }
-        let final = await writer.state
-        try writeOpenSSHFiles(final)
-        return final
     }
 
     /// Names of the cluster's domains that are running now.
@@ -88,12 +87,14 @@ extension ClusterManager {
     /// for over SSH (`systemctl poweroff` talks to PID 1 directly); ACPI and, last, a hard
     /// power-off follow only if the guest is still running after `grace`.
     public func down(options: ClusterOptions, grace: Duration = .seconds(60), events: @escaping ClusterEventSink) async throws {
-        let s = try existing(options.name)
-        let lock = try ClusterLock.acquire(state: state, name: options.name, purpose: "cluster down")
-        defer { lock.release() }
+        try await locked(options.name, purpose: "cluster down") { s in
+            try await connected(s) { connection in try await downLocked(s, connection: connection, grace: grace, events: events) }
+        }
+    }
+
+    private func downLocked(_ s: ClusterState, connection: Connection, grace: Duration,
+                            events: @escaping ClusterEventSink) async throws {
         let clock = ContinuousClock.now
-        let connection = try await target(of: s).open()
-        defer { connection.close() }
         let writer = StateWriter(s, path: paths(s.name).stateFile)
         let active = try await activeDomains(connection, s)
         let running = s.nodes.map(\.plan).filter { active.contains($0.domainName) }

@@ -59,6 +59,22 @@ public struct ClusterManager: Sendable {
         return s
     }
 
+    /// The preamble of every verb that changes a cluster: its saved state, and its lock held
+    /// while `body` runs (a second command on the cluster exits 2 naming the holder).
+    func locked<T>(_ name: String, purpose: String, _ body: (ClusterState) async throws -> T) async throws -> T {
+        let s = try existing(name)
+        let lock = try ClusterLock.acquire(state: state, name: name, purpose: purpose)
+        defer { lock.release() }
+        return try await body(s)
+    }
+
+    /// A connection to the host a saved cluster lives on, open while `body` runs.
+    func connected<T>(_ s: ClusterState, _ body: (Connection) async throws -> T) async throws -> T {
+        let connection = try await host(of: s).connect()
+        defer { connection.close() }
+        return try await body(connection)
+    }
+
     /// The libvirt target a saved cluster lives on.
     func target(of s: ClusterState) -> HypervisorTarget {
         if let root = s.embeddedRoot { return .embedded(root: root) }
