@@ -71,8 +71,7 @@ extension ClusterManager {
             // The evidence outlives the rollback: logs of every node, in a report named in the error.
             var error = error
             if !(error is CancellationError), let report = FailureReport.write(state: state, cluster: await writer.state, error: error) {
-                let code = (error as? VMCtlError)?.exitCode ?? 1
-                error = VMCtlError("\(error)\n  serial and QEMU logs kept in \(report)", exitCode: code)
+                error = VMCtlError(.init(of: error), message: "\(error)\n  serial and QEMU logs kept in \(report)", cause: error)
             }
             if options.keepOnFailure {
                 try? await writer.update { $0.phase = .failed }
@@ -163,7 +162,8 @@ extension ClusterManager {
             let nodes = failures.compactMap { ($0 as? NodeFailure)?.node }
             let head = nodes.isEmpty ? "\(failures.count) node(s) did not come up"
                 : "node(s) \(nodes.sorted().joined(separator: ", ")) did not come up"
-            throw VMCtlError(head + ":\n" + failures.map { "  \($0)" }.joined(separator: "\n"))
+            throw VMCtlError(.init(commonTo: failures) ?? .nodeFailed, message: head + ":\n" + failures.map { "  \($0)" }.joined(separator: "\n"),
+                             cause: failures.count == 1 ? failures[0] : nil)
         }
     }
 }

@@ -165,7 +165,7 @@ public struct NodeLauncher: Sendable {
             } catch let stalled as BootStall {
                 guard attempt < resets else {
                     throw NodeFailure(node: plan.name, reason: "\(stalled.reason), after \(resets) reset(s)",
-                                      serialTail: SerialLogWatcher.tail(plan.serialLog))
+                                      serialTail: SerialLogWatcher.tail(plan.serialLog), code: .nodeTimeout)
                 }
                 attempt += 1
                 onReset(stalled, attempt)
@@ -205,6 +205,7 @@ public struct NodeFailure: Error, CustomStringConvertible, Sendable {
     public let node: String
     public let reason: String
     public let serialTail: String
+    public var code: VMCtlError.Code = .nodeFailed
     public var description: String {
         "\(node): \(reason)" + (serialTail.isEmpty ? "" : "\n  last serial output:\n    "
             + serialTail.split(separator: "\n").joined(separator: "\n    "))
