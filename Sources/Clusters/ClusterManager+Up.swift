@@ -34,16 +34,16 @@ extension ClusterManager {
 
         if let existing = registry.load(name) {
             guard existing.phase != .creating else {
-                throw VMCtlError.usage("cluster \(name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(name)`")
+                throw VMCtlError(.wrongState, message: "cluster \(name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(name)`")
             }
             guard existing.spec == spec else {
-                throw VMCtlError.usage("cluster \(name) exists with a different spec (\(describe(existing.spec))); "
+                throw VMCtlError(.nameInUse, message: "cluster \(name) exists with a different spec (\(describe(existing.spec))); "
                     + "run `vmctl cluster clean --name \(name)` first, or use another --name")
             }
             return try await startLocked(existing, options: options, events: events)
         }
         if FileManager.default.fileExists(atPath: p.directory) {
-            throw VMCtlError.usage("cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
+            throw VMCtlError(.wrongState, message: "cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
         }
 
         // Ports and subnet are chosen and recorded under one lock shared by every `up`.
