@@ -55,7 +55,7 @@ extension ClusterManager {
                             try step.checkCapture(value, node: node.name, stderr: r.stderr)
                             return (node.name, value)
                         } catch let e as VMCtlError {
-                            throw VMCtlError(BootstrapStep.scrub(e.message, secrets: secrets, command: command), exitCode: e.exitCode)
+                            throw VMCtlError(e.code, message: BootstrapStep.scrub(e.message, secrets: secrets, command: command))
                         } catch {
                             let upRanOut = cutShort && (error as? SSHError)?.kind == .timeout
                             throw VMCtlError("bootstrap step '\(step.name)' on \(node.name): "

@@ -19,7 +19,7 @@ extension ClusterManager {
         defer { connection.close() }
         try await onOwnThread("console") {
             guard let d = try connection.domain(named: plan.domainName), try d.isActive() else {
-                throw VMCtlError.usage("\(plan.name) is not running: `vmctl cluster start --name \(name)`")
+                throw VMCtlError(.wrongState, message: "\(plan.name) is not running: `vmctl cluster start --name \(name)`")
             }
             defer { d.close() }
             let stream = try Stream(connection: connection)

@@ -13,7 +13,7 @@ extension ClusterManager {
     public func start(options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
         try await locked(options.name, purpose: "cluster start") { s in
             guard s.phase != .creating else {
-                throw VMCtlError.usage("cluster \(s.name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(s.name)`")
+                throw VMCtlError(.wrongState, message: "cluster \(s.name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(s.name)`")
             }
             return try await startLocked(s, options: options, events: events)
         }
@@ -117,7 +117,7 @@ extension ClusterManager {
         let p = paths(name)
         let saved = registry.load(name)
         guard saved != nil || FileManager.default.fileExists(atPath: p.directory) else {
-            throw VMCtlError.usage("no cluster '\(name)' to clean")
+            throw VMCtlError(.notFound, message: "no cluster '\(name)' to clean")
         }
         let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster clean")
         defer { lock.release() }

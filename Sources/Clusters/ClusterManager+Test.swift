@@ -21,7 +21,7 @@ extension ClusterManager {
     public func test(_ name: String) async throws -> [CheckResult] {
         let s = try existing(name)
         guard s.phase == .running else {
-            throw VMCtlError.usage("cluster \(name) is \(s.phase.rawValue), not running: `vmctl cluster start --name \(name)` first")
+            throw VMCtlError(.wrongState, message: "cluster \(name) is \(s.phase.rawValue), not running: `vmctl cluster start --name \(name)` first")
         }
         let image = try image(of: s)
         let p = paths(name)

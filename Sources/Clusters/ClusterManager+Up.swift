@@ -34,16 +34,16 @@ extension ClusterManager {
 
         if let existing = registry.load(name) {
             guard existing.phase != .creating else {
-                throw VMCtlError.usage("cluster \(name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(name)`")
+                throw VMCtlError(.wrongState, message: "cluster \(name) was left half-made by an interrupted `up`: run `vmctl cluster clean --name \(name)`")
             }
             guard existing.spec == spec else {
-                throw VMCtlError.usage("cluster \(name) exists with a different spec (\(describe(existing.spec))); "
+                throw VMCtlError(.nameInUse, message: "cluster \(name) exists with a different spec (\(describe(existing.spec))); "
                     + "run `vmctl cluster clean --name \(name)` first, or use another --name")
             }
             return try await startLocked(existing, options: options, events: events)
         }
         if FileManager.default.fileExists(atPath: p.directory) {
-            throw VMCtlError.usage("cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
+            throw VMCtlError(.wrongState, message: "cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
         }
 
         // Ports and subnet are chosen and recorded under one lock shared by every `up`.
@@ -71,8 +71,7 @@ extension ClusterManager {
             // The evidence outlives the rollback: logs of every node, in a report named in the error.
             var error = error
             if !(error is CancellationError), let report = FailureReport.write(state: state, cluster: await writer.state, error: error) {
-                let code = (error as? VMCtlError)?.exitCode ?? 1
-                error = VMCtlError("\(error)\n  serial and QEMU logs kept in \(report)", exitCode: code)
+                error = VMCtlError(.init(of: error), message: "\(error)\n  serial and QEMU logs kept in \(report)", cause: error)
             }
             if options.keepOnFailure {
                 try? await writer.update { $0.phase = .failed }
@@ -149,7 +148,9 @@ extension ClusterManager {
             let nodes = f.failures.compactMap { ($0.error as? NodeFailure)?.node }
             let head = nodes.isEmpty ? "\(f.failures.count) node(s) did not come up"
                 : "node(s) \(nodes.sorted().joined(separator: ", ")) did not come up"
-            throw VMCtlError(head + ":\n" + f.failures.map { "  \($0.error)" }.joined(separator: "\n"))
+            let errors = f.failures.map(\.error)
+            throw VMCtlError(.init(commonTo: errors) ?? .nodeFailed, message: head + ":\n" + errors.map { "  \($0)" }.joined(separator: "\n"),
+                             cause: errors.count == 1 ? errors[0] : nil)
         }
     }
 }

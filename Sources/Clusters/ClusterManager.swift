@@ -52,9 +52,9 @@ public struct ClusterManager: Sendable {
         try Self.validateName(name)
         guard let s = registry.load(name) else {
             if FileManager.default.fileExists(atPath: paths(name).directory) {
-                throw VMCtlError.usage("cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
+                throw VMCtlError(.wrongState, message: "cluster \(name) was left half-made: run `vmctl cluster clean --name \(name)`")
             }
-            throw VMCtlError.usage("no cluster '\(name)': run `vmctl cluster up N --name \(name)`")
+            throw VMCtlError(.notFound, message: "no cluster '\(name)': run `vmctl cluster up N --name \(name)`")
         }
         return s
     }

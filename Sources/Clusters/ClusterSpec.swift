@@ -55,7 +55,7 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
     public static func nodeIndex(_ s: String, count: Int) throws -> Int {
         let digits = s.hasPrefix("node") ? String(s.dropFirst(4)) : s
         guard let i = Int(digits), (1...max(count, 1)).contains(i) else {
-            throw VMCtlError.usage("no node '\(s)': nodes are node1…node\(count) (or just 1…\(count))")
+            throw VMCtlError(.notFound, message: "no node '\(s)': nodes are node1…node\(count) (or just 1…\(count))")
         }
         return i
     }

@@ -69,7 +69,7 @@ public struct ImageStore: Sendable {
     public func image(named name: String) throws -> Image {
         try Self.checkName(name)
         guard let img = try? find(name) else {
-            throw VMCtlError.usage("image '\(name)' is not built: run `vmctl image build \(name)`")
+            throw VMCtlError(.imageNotBuilt, message: "image '\(name)' is not built: run `vmctl image build \(name)`")
         }
         return img
     }
@@ -111,7 +111,7 @@ public struct ImageStore: Sendable {
         try Self.checkName(name)
         let img = try image(named: name)
         guard usedBy.isEmpty else {
-            throw VMCtlError.usage("image \(name) is in use by cluster(s) \(usedBy.joined(separator: ", ")): "
+            throw VMCtlError(.inUse, message: "image \(name) is in use by cluster(s) \(usedBy.joined(separator: ", ")): "
                 + "run `vmctl cluster clean --name NAME` for each first")
         }
         let fm = FileManager.default

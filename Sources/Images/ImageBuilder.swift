@@ -75,7 +75,7 @@ public struct ImageBuilder: Sendable {
         let store = ImageStore(state: state)
         if force, case let users = self.users(keys.disk), !users.isEmpty {
             // Rebuilding in place would swap the base disk under running overlays.
-            throw VMCtlError.usage("image \(name) (\(keys.disk.prefix(12))) is in use by cluster(s) \(users.sorted().joined(separator: ", ")): "
+            throw VMCtlError(.inUse, message: "image \(name) (\(keys.disk.prefix(12))) is in use by cluster(s) \(users.sorted().joined(separator: ", ")): "
                 + "--force would replace the disk under them; run `vmctl cluster clean --name NAME` for each first")
         }
         if !force, let img = try store.image(hash: keys.disk) {

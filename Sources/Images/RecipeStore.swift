@@ -52,7 +52,7 @@ public struct RecipeStore: Sendable {
         let path = "\(directory)/\(name).yaml"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             let known = names()
-            throw VMCtlError.usage("no recipe '\(name)' in \(directory)"
+            throw VMCtlError(.notFound, message: "no recipe '\(name)' in \(directory)"
                 + (known.isEmpty ? "" : " (known: \(known.joined(separator: ", ")))"))
         }
         var recipe = try Self.parse(text, file: path)

@@ -48,7 +48,7 @@ public struct FleetFailure: Error, CustomStringConvertible, Sendable {
         public let name: String
         public let error: any Error
         /// The stable code of its error, for a controller's status.
-        public var code: String { (error as? VMCtlError).map { $0.exitCode == 2 ? "usage" : "failure" } ?? (error is NodeFailure ? "node-timeout" : "failure") }
+        public var code: VMCtlError.Code { VMCtlError.Code(of: error) }
     }
     public let failures: [Member]
     /// How many members the fleet had.

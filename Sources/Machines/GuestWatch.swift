@@ -50,7 +50,7 @@ public struct GuestWatch: Sendable {
                             lastLine: SerialLogWatcher.tail(log, lines: 1))
         case .timedOut:
             throw NodeFailure(node: node, reason: "no '\(marker)' line on its serial console in time",
-                              serialTail: SerialLogWatcher.tail(log))
+                              serialTail: SerialLogWatcher.tail(log), code: .nodeTimeout)
         case .stopped(let why):
             throw NodeFailure(node: node, reason: why, serialTail: SerialLogWatcher.tail(log))
         case .cancelled:
@@ -71,7 +71,8 @@ public struct GuestWatch: Sendable {
             if !active { return }
             try await Task.sleep(for: .milliseconds(500))
         }
-        throw NodeFailure(node: node, reason: "did not power off in time", serialTail: SerialLogWatcher.tail(serialLog))
+        throw NodeFailure(node: node, reason: "did not power off in time", serialTail: SerialLogWatcher.tail(serialLog),
+                          code: .nodeTimeout)
     }
 
     /// One authenticated command over libssh2 with the pinned key. sshd has announced
@@ -86,14 +87,14 @@ public struct GuestWatch: Sendable {
                 if r.status == 0 { return }
                 lastError = VMCtlError("`true` exited \(r.status): \(r.stderr)")
             } catch let e as SSHError where e.kind == .hostKeyMismatch || e.kind == .auth {
-                throw NodeFailure(node: node, reason: e.description, serialTail: "")
+                throw NodeFailure(node: node, reason: e.description, serialTail: "", code: VMCtlError.Code(of: e))
             } catch {
                 lastError = error
             }
             try await Task.sleep(for: .milliseconds(200 * (attempt + 1)))
         }
         throw NodeFailure(node: node, reason: "SSH did not answer: \(lastError.map { "\($0)" } ?? "timed out")",
-                          serialTail: SerialLogWatcher.tail(serialLog))
+                          serialTail: SerialLogWatcher.tail(serialLog), code: .nodeTimeout)
     }
 }
 

@@ -159,14 +159,21 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
             return try await Connection.open(uri, onClose: release)
         } catch let e as LibvirtError {
             if let root = embeddedRoot { EmbeddedRoots.shared.release(root) }
-            if embeddedRoot != nil, e.message.contains("lock") || e.message.contains("in use") {
-                throw VMCtlError("libvirt root \(embeddedRoot!) is in use by another process: \(e.message)", exitCode: 2)
-            }
-            throw VMCtlError("cannot connect to \(uri): \(e.message)"
-                + (embeddedRoot == nil ? " (is libvirtd running? try `virtlogd -d; libvirtd -d`, or omit --connect)" : ""))
+            throw openFailure(e)
         } catch {
             if let root = embeddedRoot { EmbeddedRoots.shared.release(root) }
             throw error
         }
+    }
+
+    /// What a failed open means: an embedded root that another process holds (libvirt
+    /// cannot lock its `run/qemu/driver.pid`) is busy; anything else is no connection.
+    func openFailure(_ e: LibvirtError) -> VMCtlError {
+        if let root = embeddedRoot, e.kind == .busy {
+            return VMCtlError(.libvirtBusy, message: "libvirt root \(root) is in use by another process: \(e.message)", cause: e)
+        }
+        return VMCtlError(.libvirtUnavailable, message: "cannot connect to \(uri): \(e.message)"
+            + (embeddedRoot == nil ? " (is libvirtd running? try `virtlogd -d; libvirtd -d`, or omit --connect)" : ""),
+            cause: e)
     }
 }

@@ -184,7 +184,7 @@ public struct Machine: Sendable {
             } catch let stalled as BootStall {
                 guard attempt < resets else {
                     throw NodeFailure(node: spec.hostname, reason: "\(stalled.reason), after \(resets) reset(s)",
-                                      serialTail: SerialLogWatcher.tail(spec.files.serialLog))
+                                      serialTail: SerialLogWatcher.tail(spec.files.serialLog), code: .nodeTimeout)
                 }
                 attempt += 1
                 onReset(stalled, attempt)
@@ -267,7 +267,7 @@ public struct Machine: Sendable {
     static func checkOwned(_ d: Domain, name: String, labels: [String: String]) throws {
         let have = try d.labels()
         guard labels.allSatisfy({ have[$0.key] == $0.value }) else {
-            throw VMCtlError.usage("a domain called \(name) exists on this host but was not made for this machine "
+            throw VMCtlError(.nameInUse, message: "a domain called \(name) exists on this host but was not made for this machine "
                 + "(its labels: \(have.isEmpty ? "none" : have.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); "
                 + "vmctl leaves it alone: remove it yourself or pick another name")
         }
@@ -313,8 +313,10 @@ public struct NodeFailure: Error, CustomStringConvertible, Sendable {
     public let node: String
     public let reason: String
     public let serialTail: String
-    public init(node: String, reason: String, serialTail: String) {
-        self.node = node; self.reason = reason; self.serialTail = serialTail
+    /// What kind of failure, for a controller's status (`node-timeout`, `node-failed`, …).
+    public var code: VMCtlError.Code
+    public init(node: String, reason: String, serialTail: String, code: VMCtlError.Code = .nodeFailed) {
+        self.node = node; self.reason = reason; self.serialTail = serialTail; self.code = code
     }
     public var description: String {
         "\(node): \(reason)" + (serialTail.isEmpty ? "" : "\n  last serial output:\n    "

@@ -44,15 +44,17 @@ public enum VMCtl {
         }
     }
 
-    /// Prints an error a person can act on; returns the exit code.
+    /// Prints an error a person can act on; returns the exit status its code maps to.
     static func report(_ error: Error) -> Int32 {
         let (message, code): (String, Int32)
         switch error {
         case let e as VMCtlError: (message, code) = (e.message, e.exitCode)
-        case is CancellationError: (message, code) = ("interrupted; what this command created was removed", 130)
+        case is CancellationError:
+            (message, code) = ("interrupted; what this command created was removed", VMCtlError.Code.cancelled.exitStatus)
         case let e as ExitCode: return e.rawValue
         case let e as CustomStringConvertible where !(String(reflecting: type(of: error)).hasPrefix("ArgumentParser")):
-            (message, code) = (e.description, 1)
+            // Errors of the layers below (libvirt, SSH, a node) are classified; each exits 1.
+            (message, code) = (e.description, VMCtlError.Code(of: error).exitStatus)
         default:
             // Help, version and usage errors from swift-argument-parser.
             let text = VMCtlRoot.fullMessage(for: error)

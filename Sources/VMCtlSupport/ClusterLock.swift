@@ -20,7 +20,7 @@ public final class ClusterLock {
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             close(fd)
-            throw VMCtlError.usage("cluster \(name) is busy: \(holder.flatMap { $0.isEmpty ? nil : $0 } ?? "another vmctl") "
+            throw VMCtlError(.locked, message: "cluster \(name) is busy: \(holder.flatMap { $0.isEmpty ? nil : $0 } ?? "another vmctl") "
                 + "holds its lock; wait for it to finish (or stop it) and retry")
         }
         ftruncate(fd, 0)

@@ -27,7 +27,7 @@ private func play(_ name: String, _ cue: Cue, finished: Finished) async throws -
         return "\(name) ready"
     case .timeout:
         finished.add(name)
-        throw NodeFailure(node: name, reason: "no 'vmctl-ready' line on its serial console in time", serialTail: "[  1.0] hung")
+        throw NodeFailure(node: name, reason: "no 'vmctl-ready' line on its serial console in time", serialTail: "[  1.0] hung", code: .nodeTimeout)
     case .failToDefine:
         finished.add(name)
         throw VMCtlError("define domain \(name): XML error")
@@ -60,7 +60,7 @@ struct MachineLayerTests {
         } catch let f as FleetFailure {
             #expect(f.failures.map(\.name) == ["node2"])
             #expect(f.total == 3)
-            #expect(f.failures[0].code == "node-timeout")
+            #expect(f.failures[0].code == .nodeTimeout)
             #expect("\(f)".contains("no 'vmctl-ready' line"))
             #expect("\(f)".contains("1 of 3 failed (node2)"))
         }
@@ -78,7 +78,7 @@ struct MachineLayerTests {
             Issue.record("the fleet succeeded with a member that could not be defined")
         } catch let f as FleetFailure {
             #expect(f.failures.map(\.name) == ["node1", "node10"])  // natural order
-            #expect(f.failures[0].code == "failure")
+            #expect(f.failures[0].code == .failure)
             #expect("\(f.failures[0].error)".contains("XML error"))
         }
     }
@@ -134,6 +134,7 @@ struct MachineLayerTests {
             _ = try await theirs.status()
             Issue.record("a domain with other labels was taken for this machine")
         } catch let e as VMCtlError {
+            #expect(e.code == .nameInUse)
             #expect(e.exitCode == 2)
             #expect(e.message.contains("was not made for this machine"))
         }
