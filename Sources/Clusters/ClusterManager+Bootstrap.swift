@@ -56,9 +56,11 @@ extension ClusterManager {
                             return (node.name, value)
                         } catch let e as VMCtlError {
                             throw VMCtlError(e.code, message: BootstrapStep.scrub(e.message, secrets: secrets, command: command))
+                        } catch let e as CancellationError {
+                            throw e  // Ctrl-C: the rollback runs and the command exits 130
                         } catch {
                             let upRanOut = cutShort && (error as? SSHError)?.kind == .timeout
-                            throw VMCtlError("bootstrap step '\(step.name)' on \(node.name): "
+                            throw VMCtlError(VMCtlError.Code(of: error), message: "bootstrap step '\(step.name)' on \(node.name): "
                                 + BootstrapStep.scrub("\(error)", secrets: secrets, command: command)
                                 + (upRanOut ? " (`cluster up`'s --timeout ran out: give it more time, e.g. --timeout 20m)" : ""))
                         }
