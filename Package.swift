@@ -59,7 +59,8 @@ let package = Package(
 
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
         .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media",
-                                                         "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking"]),
+                                                         "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking",
+                                                         .product(name: "Yams", package: "Yams")]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
         .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "Libvirt", "SSH"]),
     ]

@@ -34,6 +34,7 @@ extension SeedConfig {
         writes.append(["path": "/etc/hosts", "content": etcHosts(), "permissions": "0644"])
         cfg["write_files"] = writes
         if !runcmd.isEmpty { cfg["runcmd"] = runcmd }
+        if !bootcmd.isEmpty { cfg["bootcmd"] = bootcmd }
         return "#cloud-config\n" + (try Yams.dump(object: cfg, sortKeys: true))
     }
 

@@ -47,16 +47,20 @@ public struct SeedConfig: Sendable, Equatable {
     public var files: [File]
     /// Shell commands run once, late in boot (cloud-init `runcmd`).
     public var runcmd: [String]
+    /// Commands run early on every boot, as argument lists (cloud-init `bootcmd`, init stage).
+    public var bootcmd: [[String]]
 
     public init(instanceID: String, hostname: String, user: User, hostKey: HostKey, interfaces: [Interface],
-                hosts: [(address: String, names: [String])] = [], files: [File] = [], runcmd: [String] = []) {
+                hosts: [(address: String, names: [String])] = [], files: [File] = [], runcmd: [String] = [],
+                bootcmd: [[String]] = []) {
         self.instanceID = instanceID; self.hostname = hostname; self.user = user; self.hostKey = hostKey
         self.interfaces = interfaces; self.hosts = hosts; self.files = files; self.runcmd = runcmd
+        self.bootcmd = bootcmd
     }
 
     public static func == (a: SeedConfig, b: SeedConfig) -> Bool {
         a.instanceID == b.instanceID && a.hostname == b.hostname && a.user == b.user && a.hostKey == b.hostKey
-            && a.interfaces == b.interfaces && a.files == b.files && a.runcmd == b.runcmd
+            && a.interfaces == b.interfaces && a.files == b.files && a.runcmd == b.runcmd && a.bootcmd == b.bootcmd
             && a.hosts.map { "\($0.address) \($0.names)" } == b.hosts.map { "\($0.address) \($0.names)" }
     }
 }

@@ -121,7 +121,7 @@ extension ClusterManager {
             let disk = ((try? FileManager.default.attributesOfItem(atPath: n.plan.disk))?[.size] as? UInt64) ?? 0
             let up = (st == .running) ? n.bootedAt.map { Int(Date().timeIntervalSince($0)) } : nil
             return NodeStatus(node: n.plan.name, state: stateText, sshPort: n.plan.sshPort, vnc: n.plan.vncPort.map { "127.0.0.1:\($0)" } ?? n.plan.vncSocket,
-                              managementIP: "10.0.2.15", clusterIP: n.plan.clusterIP, diskBytes: disk, image: s.spec.image,
+                              managementIP: UserModeNetwork(mac: n.plan.mgmtMAC, sshPort: n.plan.sshPort).guestAddress ?? "-", clusterIP: n.plan.clusterIP, diskBytes: disk, image: s.spec.image,
                               uptimeSeconds: up, domain: n.plan.domainName,
                               clusterLink: Self.link(n, running: st == .running, switch: sw))
         }

@@ -50,7 +50,6 @@ public struct ImageBuilder: Sendable {
         for f in recipe.fetch ?? [] { custom += ["fetch", f.sha256, f.path, f.mode ?? "0755"] }
         custom.append("--")
         custom += recipe.commands ?? []
-        custom += ["--", Seal.readinessUnit, Seal.readinessScript, Seal.bootingUnit]
         let customize = h(custom)
         // The manifest carries what the recipe says about using the image (login user,
         // kernel command line, checks, bootstrap), so those are inputs too.

@@ -52,7 +52,6 @@ struct CustomizeStage {
                 // Resolved as inside a chroot: links in the tree never lead the write out of it.
                 try RootPath.copy(cached, to: f.path, in: tmp, mode: mode_t(UInt16(f.mode ?? "0755", radix: 8) ?? 0o755))
             }
-            try Seal.installReadinessUnit(in: tmp)
             let commands = recipe.commands ?? []
             if !commands.isEmpty { try await Self.chroot(tmp, commands: commands, recipe: recipe.name) }
             try Seal.apply(to: tmp)

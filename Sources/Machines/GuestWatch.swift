@@ -125,7 +125,7 @@ public struct BootStall: Error, CustomStringConvertible, Sendable {
         public static func standard(nodes: Int = 1, environment: [String: String] = ProcessInfo.processInfo.environment) -> Policy {
             let silence = environment["VMCTL_BOOT_STALL"].flatMap(Double.init).map { max($0, 1) } ?? 90
             let limit = environment["VMCTL_BOOT_STALL"] == nil ? Double(max(240, 60 * nodes)) : silence * 3
-            return Policy(until: Seal.bootingMarker, silence: .milliseconds(Int(silence * 1000)),
+            return Policy(until: Readiness.bootingMarker, silence: .milliseconds(Int(silence * 1000)),
                           limit: .milliseconds(Int(limit * 1000)))
         }
     }
@@ -140,6 +140,9 @@ final class BootProgress: @unchecked Sendable {
     private var lastSize: UInt64
     private var lastGrowth = ContinuousClock.now
     private var reached = false
+    /// Silence counts only from a guest that prints: one with no serial console says nothing
+    /// by design, and SSH probes decide for it.
+    private var printed = false
 
     init(policy: BootStall.Policy?, log: String) {
         self.policy = policy
@@ -159,8 +162,8 @@ final class BootProgress: @unchecked Sendable {
         if reached { return nil }
         let now = ContinuousClock.now
         let size = SerialLogWatcher.size(log)
-        if size != lastSize { lastSize = size; lastGrowth = now }
-        if now - lastGrowth > p.silence { return "no serial output for \(Int(p.silence.secondsDouble)) s before userspace started" }
+        if size != lastSize { lastSize = size; lastGrowth = now; printed = true }
+        if printed, now - lastGrowth > p.silence { return "no serial output for \(Int(p.silence.secondsDouble)) s before userspace started" }
         if now - start > p.limit { return "userspace did not start within \(Int(p.limit.secondsDouble)) s" }
         return nil
     }

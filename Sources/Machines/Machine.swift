@@ -3,6 +3,7 @@ import CloudInit
 import Foundation
 import Libvirt
 import SSH
+import Synchronization
 import VMCtlSupport
 import Images
 
@@ -123,7 +124,8 @@ public struct Machine: Sendable {
             user: .init(name: spec.login.user, authorizedKeys: [try spec.login.key.publicKeyLine()]),
             hostKey: .init(privateKey: try hostKey.privateKey(), publicKey: try hostKey.publicKeyLine()),
             interfaces: spec.networks.map(\.guestInterface),
-            hosts: spec.hosts)
+            hosts: spec.hosts,
+            bootcmd: Readiness.bootcmd(user: spec.login.user))
     }
 
     /// The domain: its boot, the overlay and the seed, its NICs, its labels.
@@ -174,13 +176,7 @@ public struct Machine: Sendable {
         var attempt = 0
         while true {
             do {
-                let line = try await GuestWatch(connection: connection, domainName: spec.name, node: spec.hostname,
-                                                serialLog: spec.files.serialLog)
-                    .waitFor(Seal.readyMarker, from: offset, deadline: deadline, stall: stall) { line in
-                        if line.contains(Seal.bootingMarker) { onCloudInit() }
-                    }
-                try await verifySSH(deadline: deadline)
-                return line
+                return try await firstReady(from: offset, deadline: deadline, stall: stall, onCloudInit: onCloudInit)
             } catch let stalled as BootStall {
                 guard attempt < resets else {
                     throw NodeFailure(node: spec.hostname, reason: "\(stalled.reason), after \(resets) reset(s)",
@@ -190,6 +186,44 @@ public struct Machine: Sendable {
                 onReset(stalled, attempt)
                 offset = try await reset()
             }
+        }
+    }
+
+    /// How long a guest may stay without any readiness marker before vmctl also probes SSH.
+    static let probeAfter: Duration = .seconds(60)
+
+    /// Readiness by the seed's markers, or, for a guest that has printed none of them after
+    /// `probeAfter` (no serial console, no cloud-init `bootcmd`), by SSH probes with backoff:
+    /// whichever proves an authenticated session first. The ready line, or `ssh-probe`.
+    func firstReady(from offset: UInt64, deadline: ContinuousClock.Instant, stall: BootStall.Policy?,
+                    onCloudInit: @escaping @Sendable () -> Void) async throws -> String {
+        let sawMarker = MarkerSeen()
+        let watch = GuestWatch(connection: connection, domainName: spec.name, node: spec.hostname, serialLog: spec.files.serialLog)
+        return try await withThrowingTaskGroup(of: String?.self) { group in
+            group.addTask {
+                let line = try await watch.waitFor(Readiness.readyMarker, from: offset, deadline: deadline, stall: stall) { line in
+                    if line.contains(Readiness.bootingMarker) { sawMarker.set(); onCloudInit() }
+                }
+                try await verifySSH(deadline: deadline)
+                return line
+            }
+            group.addTask {
+                try await Task.sleep(until: min(.now + Self.probeAfter, deadline))
+                if sawMarker.value { return nil }  // the seed's markers work: they decide
+                guard let target = try? sshTarget() else { return nil }
+                var wait: Duration = .seconds(2)
+                while ContinuousClock.now < deadline, !sawMarker.value {
+                    if let r = try? await SSHSession.run(target, "true", timeout: .seconds(15)), r.status == 0 { return "ssh-probe" }
+                    try await Task.sleep(for: wait)
+                    wait = min(wait * 2, .seconds(10))
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let line = result { return line }
+            }
+            throw CancellationError()  // unreachable: the watch returns or throws
         }
     }
 
@@ -306,6 +340,13 @@ extension MachineSpec {
         s.login.hostKey = pin
         return s
     }
+}
+
+/// Whether a guest has printed a readiness marker, shared by the watch and the SSH prober.
+final class MarkerSeen: Sendable {
+    private let seen = Mutex(false)
+    func set() { seen.withLock { $0 = true } }
+    var value: Bool { seen.withLock { $0 } }
 }
 
 /// A machine that did not come up: which, why, and the end of its serial log.

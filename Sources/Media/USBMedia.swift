@@ -152,7 +152,8 @@ public struct USBMedia: Sendable {
             hostKey: .init(privateKey: try hostKey.privateKey(), publicKey: try hostKey.publicKeyLine()),
             // Network: the hardware image runs DHCP on every wired NIC itself (MACs are unknown now).
             interfaces: [],
-            files: files)
+            files: files,
+            bootcmd: Readiness.bootcmd(user: img.user))
 
         progress("\(prefix): CIDATA seed (user \(img.user), pinned host key\(o.wifi == nil ? "" : ", Wi-Fi profile"))")
         let disk = "\(work)/disk.raw"

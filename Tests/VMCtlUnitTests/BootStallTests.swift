@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import Yams
+@testable import CloudInit
 @testable import VMCtlSupport
 @testable import Images
 @testable import Machines
@@ -19,20 +21,26 @@ struct BootStallTests {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = "\(dir)/serial.log"
-        FileManager.default.createFile(atPath: log, contents: Data("kernel\n".utf8))
-        let policy = BootStall.Policy(until: Seal.bootingMarker, silence: .milliseconds(300), limit: .seconds(60))
+        FileManager.default.createFile(atPath: log, contents: Data("an earlier boot\n".utf8))
+        let policy = BootStall.Policy(until: Readiness.bootingMarker, silence: .milliseconds(300), limit: .seconds(60))
         let p = BootProgress(policy: policy, log: log)
+        // A guest that has printed nothing since its boot began has no serial console, by
+        // design: silence is no stall (SSH probes decide for it).
+        usleep(400_000)
+        #expect(p.stalled() == nil)
+        let k = try #require(FileHandle(forWritingAtPath: log))
+        k.seekToEndOfFile(); k.write(Data("[    0.000000] Linux version\n".utf8)); try k.close()
         #expect(p.stalled() == nil)
         usleep(400_000)
         #expect(p.stalled()?.contains("no serial output") == true)
         let h = try #require(FileHandle(forWritingAtPath: log))
         h.seekToEndOfFile(); h.write(Data("more\n".utf8)); try h.close()
         #expect(p.stalled() == nil, "output resets the silence clock")
-        p.saw("\(Seal.bootingMarker) 3.2")
+        p.saw("\(Readiness.bootingMarker) 3.2")
         usleep(400_000)
         #expect(p.stalled() == nil, "after userspace started, silence is not a stall")
         // The overall limit for reaching userspace.
-        let limited = BootProgress(policy: .init(until: Seal.bootingMarker, silence: .seconds(60), limit: .milliseconds(200)), log: log)
+        let limited = BootProgress(policy: .init(until: Readiness.bootingMarker, silence: .seconds(60), limit: .milliseconds(200)), log: log)
         usleep(300_000)
         #expect(limited.stalled()?.contains("did not start within") == true)
         #expect(BootProgress(policy: nil, log: log).stalled() == nil)
@@ -83,5 +91,44 @@ struct BootStallTests {
         }
         FailureReport.prune("\(dir)/reports")
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/reports").count == FailureReport.keep)
+    }
+}
+
+@Suite("Readiness carried by the seed")
+struct ReadinessTests {
+    @Test("the ready line carries the guest's addresses; older lines without them still parse")
+    func parse() {
+        let r = Readiness.parse("vmctl-ready node1 12.34 addrs=10.0.2.15/24,10.77.3.11/24")
+        #expect(r == Readiness.Report(uptime: 12.34, addresses: ["10.0.2.15/24", "10.77.3.11/24"]))
+        #expect(Readiness.parse("noise vmctl-ready node2 5.0") == Readiness.Report(uptime: 5.0, addresses: []))
+        #expect(Readiness.parse("vmctl-booting 3.1") == nil)
+    }
+
+    @Test("the seed's user-data runs bootcmd: kernel quieted, early marker, the poller handed to systemd for the login user")
+    func userData() throws {
+        let seed = SeedConfig(instanceID: "i-1", hostname: "node1", user: .init(name: "alice", authorizedKeys: ["ssh-ed25519 AAAA k"]),
+                              hostKey: .init(privateKey: "PRIV", publicKey: "PUB"), interfaces: [],
+                              bootcmd: Readiness.bootcmd(user: "alice"))
+        let ud = try seed.userData()
+        let doc = try #require(try Yams.load(yaml: String(ud.dropFirst("#cloud-config\n".count))) as? [String: Any])
+        let cmds = try #require(doc["bootcmd"] as? [[String]])
+        #expect(cmds.count == 2)
+        #expect(cmds[0].last?.contains("dmesg -n 3") == true)
+        #expect(cmds[0].last?.contains("vmctl-booting") == true)
+        #expect(Array(cmds[1].prefix(2)) == ["systemd-run", "--no-block"])
+        let script = try #require(cmds[1].last)
+        #expect(script.contains("getent passwd alice"))
+        #expect(script.contains("ssh.service") && script.contains("sshd.service"))
+        #expect(script.contains("vmctl-ready $(hostname)") && script.contains("addrs=$addrs"))
+    }
+
+    @Test("the poller is valid POSIX sh")
+    func pollerParses() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-n", "-c", Readiness.pollerScript(user: "vmctl")]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
     }
 }

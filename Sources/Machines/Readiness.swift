@@ -1,0 +1,68 @@
+import Foundation
+
+/// How a guest tells vmctl it is booting and ready, carried by the seed vmctl writes, so a
+/// cloud image vmctl never built reports the same way as its own. The NoCloud user-data's
+/// `bootcmd` (cloud-init's init stage, every boot) quiets the kernel's console messages,
+/// prints the early marker, and hands a small poller to systemd (`systemd-run --no-block`,
+/// so cloud-init is not held up) that prints the ready marker, with the guest's addresses,
+/// once the login user's keys are written and sshd runs with its pinned host key.
+public enum Readiness {
+    /// Printed when cloud-init starts its init stage: userspace is up.
+    public static let bootingMarker = "vmctl-booting"
+    /// Printed once SSH logins with the injected key work: `vmctl-ready HOST UPTIME addrs=A/N,B/N`.
+    public static let readyMarker = "vmctl-ready"
+    /// Printed by the poller when readiness never came: `vmctl-failed HOST: why`.
+    public static let failedMarker = "vmctl-failed"
+
+    /// The poller: bounded (60 s), 0.1 s steps. sshd is `ssh.service` on Debian and Ubuntu,
+    /// `sshd.service` on Fedora; the host key must be the seed's (cloud-init removes the image's
+    /// and writes the pinned one), the user's authorized_keys written, logins allowed, and a
+    /// NIC addressed.
+    public static func pollerScript(user: String) -> String {
+        """
+        keys=$(getent passwd \(user) | cut -d: -f6)/.ssh/authorized_keys
+        i=0
+        while [ $i -lt 600 ]; do
+          if { systemctl -q is-active ssh.service || systemctl -q is-active sshd.service; } \\
+             && [ -s /etc/ssh/ssh_host_ed25519_key ] && [ -s "$keys" ] && [ ! -e /run/nologin ] \\
+             && ip -4 -o addr show scope global | grep -q inet; then
+            addrs=$(ip -o addr show scope global | awk '{print $4}' | paste -sd, -)
+            echo "\(readyMarker) $(hostname) $(cut -d' ' -f1 /proc/uptime) addrs=$addrs" > /dev/ttyS0
+            exit 0
+          fi
+          sleep 0.1; i=$((i+1))
+        done
+        echo "\(failedMarker) $(hostname): sshd, host key, keys of \(user) or an address not ready after 60 s" > /dev/ttyS0
+        exit 1
+        """
+    }
+
+    /// cloud-init `bootcmd` entries (argument lists, quoted by cloud-init) for a guest whose
+    /// login user is `user`.
+    public static func bootcmd(user: String) -> [[String]] {
+        [
+            // From here on only serious kernel messages reach the console: they cannot split
+            // marker lines. Until here the kernel's messages show where a hung boot stopped.
+            ["sh", "-c", "dmesg -n 3 2>/dev/null; echo \"\(bootingMarker) $(cut -d' ' -f1 /proc/uptime)\" > /dev/ttyS0"],
+            ["systemd-run", "--no-block", "--collect", "--unit=vmctl-ready",
+             "--description=Tell vmctl on the serial console that SSH logins work", "/bin/sh", "-c", pollerScript(user: user)],
+        ]
+    }
+
+    /// What a ready line says: the guest's uptime and its addresses (CIDR).
+    public struct Report: Sendable, Equatable {
+        public var uptime: Double?
+        public var addresses: [String]
+    }
+
+    /// Parses `vmctl-ready HOST UPTIME addrs=A,B` (older images print no addresses).
+    public static func parse(_ line: String) -> Report? {
+        guard let r = line.range(of: readyMarker) else { return nil }
+        let words = line[r.upperBound...].split(separator: " ").map(String.init)
+        let uptime = words.count > 1 ? Double(words[1]) : nil
+        let addrs = words.first { $0.hasPrefix("addrs=") }.map {
+            $0.dropFirst(6).split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        } ?? []
+        return Report(uptime: uptime, addresses: addrs)
+    }
+}
