@@ -44,7 +44,7 @@ public enum Readiness {
             // From here on only serious kernel messages reach the console: they cannot split
             // marker lines. Until here the kernel's messages show where a hung boot stopped.
             ["sh", "-c", "dmesg -n 3 2>/dev/null; echo \"\(bootingMarker) $(cut -d' ' -f1 /proc/uptime)\" > /dev/ttyS0"],
-            ["systemd-run", "--no-block", "--collect", "--unit=vmctl-ready",
+            ["systemd-run", "--quiet", "--no-block", "--collect", "--unit=vmctl-ready",
              "--description=Tell vmctl on the serial console that SSH logins work", "/bin/sh", "-c", pollerScript(user: user)],
         ]
     }
