@@ -30,8 +30,3 @@ struct ImageBuild: AsyncParsableCommand {
         if json { try printJSON(img) }
     }
 }
-
-extension Duration {
-    /// Seconds as a Double.
-    var seconds: Double { secondsDouble }
-}
