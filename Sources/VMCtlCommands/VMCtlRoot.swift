@@ -13,5 +13,6 @@ struct VMCtlRoot: AsyncParsableCommand {
               vmctl cluster ssh node1         a shell on node1
               vmctl cluster clean             remove everything the cluster made
             """,
+        version: VMCtlVersion.current,
         subcommands: [ImageCommand.self, ClusterCommand.self, DoctorCommand.self, SwitchDaemonCommand.self])
 }
