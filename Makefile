@@ -6,7 +6,7 @@ VMCTL   := .build/debug/vmctl
 PREREQS := .build/.prereqs-ok
 
 .PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
-        vm-status vm-info vm-stop vm-start vm-clean usb bench doctor clean
+        vm-status vm-info vm-stop vm-start vm-clean usb bench doctor install uninstall clean
 
 all: build
 
@@ -71,6 +71,42 @@ usb: build
 # Markdown table of timings against bare QEMU in the same run.
 bench: image
 	bash scripts/bench.sh
+
+# Installation: the binary, bash/zsh/fish completions (from vmctl itself) and a man page (from
+# swift-argument-parser's generate-manual plugin). DESTDIR stages it (`make install DESTDIR=/tmp/inst`);
+# CONFIG=debug installs the debug build. Builds only vmctl: prerequisites as for `make build`.
+PREFIX      ?= /usr/local
+CONFIG      ?= release
+BINDIR      ?= $(PREFIX)/bin
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+# Debian's zsh reads vendor-completions under /usr and site-functions under /usr/local.
+ZSHCOMPDIR  ?= $(if $(filter /usr,$(PREFIX)),$(DATADIR)/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
+FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
+GENERATED   := .build/install-$(CONFIG)
+
+install:
+	$(SWIFT) build -c $(CONFIG) --product vmctl
+	rm -rf $(GENERATED) && mkdir -p $(GENERATED)
+	bin=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/vmctl && \
+	  $$bin --generate-completion-script bash > $(GENERATED)/vmctl && \
+	  $$bin --generate-completion-script zsh > $(GENERATED)/_vmctl && \
+	  $$bin --generate-completion-script fish > $(GENERATED)/vmctl.fish && \
+	  cp $$bin $(GENERATED)/vmctl.bin
+	$(SWIFT) package plugin generate-manual --configuration $(CONFIG)
+	cp .build/plugins/GenerateManual/outputs/vmctl/vmctl.1 $(GENERATED)/vmctl.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
+	  $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(GENERATED)/vmctl.bin $(DESTDIR)$(BINDIR)/vmctl
+	install -m 0644 $(GENERATED)/vmctl $(DESTDIR)$(BASHCOMPDIR)/vmctl
+	install -m 0644 $(GENERATED)/_vmctl $(DESTDIR)$(ZSHCOMPDIR)/_vmctl
+	install -m 0644 $(GENERATED)/vmctl.fish $(DESTDIR)$(FISHCOMPDIR)/vmctl.fish
+	install -m 0644 $(GENERATED)/vmctl.1 $(DESTDIR)$(MANDIR)/man1/vmctl.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vmctl $(DESTDIR)$(BASHCOMPDIR)/vmctl $(DESTDIR)$(ZSHCOMPDIR)/_vmctl \
+	  $(DESTDIR)$(FISHCOMPDIR)/vmctl.fish $(DESTDIR)$(MANDIR)/man1/vmctl.1
 
 clean:
 	rm -rf .build

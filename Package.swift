@@ -47,9 +47,10 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         // Bootable media for real machines: USB disk, installer ISO, their verification in QEMU.
+        // The installer's shell script is a file of its own, compiled into the binary.
         .target(name: "Media", dependencies: [
             "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "CloudInit", "Blocking",
-        ]),
+        ], resources: [.embedInCode("Resources/vmctl-installer.sh")]),
         // One file per leaf command.
         .target(name: "VMCtlCommands", dependencies: [
             "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "Libvirt", "SSH", "CloudInit", "Blocking",

@@ -3,7 +3,8 @@ import VMCtlSupport
 import Images
 import Machines
 
-/// Chooses ports, subnets and MACs that no other cluster uses and nothing on the host holds.
+/// Chooses ports and subnets that no other cluster uses and nothing on the host holds; MACs
+/// follow from the cluster's name alone (`MACAddress.stable`), not from what was free.
 /// Callers hold `AllocationLock` from choosing until the new cluster's state is saved, so two
 /// `up`s at once never pick the same ports or subnet.
 public struct Allocation: Sendable, Equatable {
@@ -39,14 +40,15 @@ public struct Allocation: Sendable, Equatable {
     /// Whether 127.0.0.1:`port` can be bound now.
     public static func portIsFree(_ port: Int) -> Bool { LoopbackPort.isFree(port) }
 
-    /// Node plans for a cluster from this allocation.
+    /// Node plans for a new cluster from this allocation. They are saved in its state, so an
+    /// existing cluster keeps the MACs it was made with.
     public func plans(cluster: String, count: Int, paths: ClusterPaths) -> [NodePlan] {
         (1...count).map { i in
             NodePlan(name: "node\(i)", index: i, domainName: "\(cluster)-node\(i)", sshPort: sshPorts[i - 1],
                      vncPort: nil,
-                     mgmtMAC: MACAddress.make(role: 0x10, clusterSalt: UInt8(subnetIndex), index: i),
+                     mgmtMAC: MACAddress.stable(role: .management, cluster: cluster, index: i),
                      clusterAddress: "10.77.\(subnetIndex).\(10 + i)/24",
-                     clusterMAC: MACAddress.make(role: 0x20, clusterSalt: UInt8(subnetIndex), index: i),
+                     clusterMAC: MACAddress.stable(role: .cluster, cluster: cluster, index: i),
                      directory: paths.nodeDirectory("node\(i)"), hostKey: nil)
         }
     }

@@ -40,10 +40,3 @@ public struct NodePlan: Codable, Sendable, Equatable {
     /// The cluster address without its prefix length.
     public var clusterIP: String? { clusterAddress.map { String($0.split(separator: "/")[0]) } }
 }
-
-/// Deterministic, locally administered MACs: 52:54:00 (QEMU's OUI) + role + cluster hash + index.
-public enum MACAddress {
-    public static func make(role: UInt8, clusterSalt: UInt8, index: Int) -> String {
-        String(format: "52:54:00:%02x:%02x:%02x", role, clusterSalt, index & 0xff)
-    }
-}

@@ -56,9 +56,45 @@ struct ClusterModelTests {
         #expect(plans.map(\.name) == ["node1", "node2", "node3"])
         #expect(plans.map(\.domainName) == ["b-node1", "b-node2", "b-node3"])
         #expect(plans[2].clusterAddress == "10.77.2.13/24")
-        #expect(plans[0].mgmtMAC == "52:54:00:10:02:01")
+        #expect(plans[0].mgmtMAC == "52:54:10:3e:23:01")  // SHA-256("b") starts 3e23
         #expect(Set(plans.map(\.mgmtMAC) + plans.compactMap(\.clusterMAC)).count == 6)
         #expect(throws: VMCtlError.self) { try Allocation.choose(count: 1, taken: [], isFree: { _ in false }) }
+    }
+
+    @Test("MACs follow from the cluster's name: the same for any subnet and ports, distinct within a cluster and across a sample of names, locally administered unicast")
+    func stableMACs() throws {
+        func macs(_ name: String, subnet: Int, ports: [Int]) -> [String] {
+            Allocation(sshPorts: ports, subnetIndex: subnet)
+                .plans(cluster: name, count: ports.count, paths: ClusterPaths(state: StateDir(root: "/s"), name: name))
+                .flatMap { [$0.mgmtMAC, $0.clusterMAC ?? "none"] }
+        }
+        let first = macs("ci", subnet: 1, ports: [2223, 2224, 2225])
+        #expect(first == macs("ci", subnet: 1, ports: [2223, 2224, 2225]))
+        #expect(first == macs("ci", subnet: 200, ports: [3000, 3001, 3002]))
+        #expect(first[0] == MACAddress.stable(role: .management, cluster: "ci", index: 1))
+        #expect(first[1] == MACAddress.stable(role: .cluster, cluster: "ci", index: 1))
+
+        // The most nodes a cluster has: every NIC its own MAC.
+        let big = macs("big", subnet: 3, ports: Array(2223..<(2223 + ClusterSpec.maxNodes)))
+        #expect(Set(big).count == 2 * ClusterSpec.maxNodes)
+
+        // Different names, different MACs (for this sample).
+        let names = (0..<50).map { "c\($0)" } + ["default", "demo", "it-one", "it-two", "it-slurm", "a", "b"]
+        var owner: [String: String] = [:]
+        for n in names {
+            for m in macs(n, subnet: 5, ports: [2223, 2224]) {
+                #expect(owner[m] == nil, "\(m) from both \(owner[m] ?? "") and \(n)")
+                owner[m] = n
+            }
+        }
+
+        for m in first + big + Array(owner.keys) {
+            #expect(m.range(of: "^([0-9a-f]{2}:){5}[0-9a-f]{2}$", options: .regularExpression) != nil, "\(m)")
+            let octet = try #require(UInt8(m.prefix(2), radix: 16))
+            #expect(octet & 0x02 != 0, "\(m) is not locally administered")
+            #expect(octet & 0x01 == 0, "\(m) is multicast")
+            #expect(!m.hasPrefix("52:54:00:"), "\(m) is in the range libvirt picks from")
+        }
     }
 
     @Test("state survives a JSON round trip, written atomically with no temp file left")

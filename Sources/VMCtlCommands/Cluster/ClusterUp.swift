@@ -37,15 +37,8 @@ struct ClusterUp: AsyncParsableCommand {
     var guestInternet = false
 
     func run() async throws {
-        // ByteSize.parse refuses what is not a positive size of at most 16 EiB (nothing that overflows).
-        guard let mem = ByteSize.parse(memory) else {
-            throw VMCtlError.usage("--memory takes a size from 256M up, like 2G or 1536M (got '\(memory)')")
-        }
-        guard let dsk = ByteSize.parse(disk) else {
-            throw VMCtlError.usage("--disk takes a size from 3G to 4T, like 20G (got '\(disk)')")
-        }
-        let spec = ClusterSpec(nodes: nodes, image: image, cpus: cpus, memoryMiB: Int(mem >> 20), diskGiB: Int(dsk >> 30),
-                               guestInternet: guestInternet)
+        let spec = try checkedSpec()
+        try await buildImageIfMissing(state: StateDir.resolve())
         let view = ProgressView(json: global.json)
         let start = ContinuousClock.now
         let s = try await ClusterManager.current.up(spec, options: ClusterOptions(
@@ -58,5 +51,42 @@ struct ClusterUp: AsyncParsableCommand {
             say(String(format: "cluster %@: %d node(s) SSH-verified in %.1fs; `vmctl cluster ssh node1 --name %@` for a shell",
                        s.name, s.nodes.count, secs, s.name))
         }
+    }
+
+    /// The spec the arguments ask for, checked as `ClusterManager.up` checks it (name, counts,
+    /// sizes, image name, libvirt URI), so a bad argument exits 2 before an image is built.
+    func checkedSpec() throws -> ClusterSpec {
+        // ByteSize.parse refuses what is not a positive size of at most 16 EiB (nothing that overflows).
+        guard let mem = ByteSize.parse(memory) else {
+            throw VMCtlError.usage("--memory takes a size from 256M up, like 2G or 1536M (got '\(memory)')")
+        }
+        guard let dsk = ByteSize.parse(disk) else {
+            throw VMCtlError.usage("--disk takes a size from 3G to 4T, like 20G (got '\(disk)')")
+        }
+        let spec = ClusterSpec(nodes: nodes, image: image, cpus: cpus, memoryMiB: Int(mem >> 20), diskGiB: Int(dsk >> 30),
+                               guestInternet: guestInternet)
+        try ClusterManager.validateName(cluster.name)
+        try spec.validate(freeMemoryMiB: HostMemory.availableMiB())
+        try ImageStore.checkName(image)
+        _ = try HypervisorTarget.resolve(connect: global.connectURI,
+                                         defaultRoot: ClusterPaths(state: StateDir.resolve(), name: cluster.name).libvirtRoot)
+        return spec
+    }
+
+    /// Builds the image from its recipe when it was never built (a stale one is left to
+    /// `vmctl image build`), printing what `vmctl image build` prints (JSON notes with --json).
+    private func buildImageIfMissing(state: StateDir) async throws {
+        guard try ImageStore(state: state).find(image) == nil else { return }
+        do {
+            _ = try RecipeStore.locate().load(image)
+        } catch let e as VMCtlError {
+            throw VMCtlError("image '\(image)' is not built, and \(e.message)", exitCode: e.exitCode)
+        }
+        let json = global.json
+        let show: @Sendable (String, Double) -> Void = { line, seconds in
+            say(json ? ClusterEvent.note(line, elapsed: seconds).jsonLine : imageBuildLine(line, seconds: seconds))
+        }
+        show("image \(image) is not built: building it from its recipe first", 0)
+        _ = try await buildImage(image, state: state, progress: show)
     }
 }

@@ -19,19 +19,10 @@ struct ImageBuild: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let state = StateDir.resolve()
-        let builder = ImageBuilder(state: state, recipes: RecipeStore.locate(),
-                                   users: { ClusterRegistry(state: state).imageUsers()[$0] ?? [] })
-        let start = ContinuousClock.now
         let quiet = json
-        let img = try await builder.build(name, force: force) { line in
-            if !quiet { say("[\(String(format: "%5.1f", (ContinuousClock.now - start).seconds))s] \(line)") }
+        let img = try await buildImage(name, state: StateDir.resolve(), force: force) { line, seconds in
+            if !quiet { say(imageBuildLine(line, seconds: seconds)) }
         }
         if json { try printJSON(img) }
     }
-}
-
-extension Duration {
-    /// Seconds as a Double.
-    var seconds: Double { secondsDouble }
 }

@@ -1,0 +1,6 @@
+import VMCtlSupport
+
+extension Duration {
+    /// Seconds as a Double.
+    var seconds: Double { secondsDouble }
+}

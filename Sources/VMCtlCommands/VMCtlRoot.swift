@@ -1,0 +1,18 @@
+import ArgumentParser
+
+struct VMCtlRoot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vmctl",
+        abstract: "Fleets of QEMU virtual machines for cluster testing, through libvirt.",
+        discussion: """
+            EXAMPLES:
+              vmctl doctor                    check prerequisites and acceleration
+              vmctl image build debian-12     build an image from images/debian-12.yaml
+              vmctl cluster up 3              three nodes, verified over SSH
+              vmctl cluster test              integration checks on every node
+              vmctl cluster ssh node1         a shell on node1
+              vmctl cluster clean             remove everything the cluster made
+            """,
+        version: VMCtlVersion.current,
+        subcommands: [ImageCommand.self, ClusterCommand.self, DoctorCommand.self, SwitchDaemonCommand.self])
+}
