@@ -30,57 +30,54 @@ extension ClusterManager {
         let switchWasDead = sw.runningPid() == nil
         try sw.start()
         let connection = try await target(of: s).open()
-        defer { connection.close() }
-        let active = try await activeDomains(connection, s)
-        // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
-        let cut = Set(cutOff(s, active: active, switchWasDead: switchWasDead).map(\.name))
-        if !cut.isEmpty {
-            let names = cut.sorted().joined(separator: ", ")
-            events(.note(switchWasDead
-                ? "cluster \(s.name): the switch was not running; started it again, restarting \(names) (their cluster NIC cannot reconnect)"
-                : "cluster \(s.name): \(names) booted before the running switch started; restarting them (their cluster NIC cannot reconnect)",
-                elapsed: elapsed()))
-            try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, connection: connection, writer: writer)
-        }
-        let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
-        if stopped.isEmpty {
-            events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
-            try await writer.update { $0.phase = .running }
-            return await writer.state
-        }
-        let launcher = launcher(s, connection: connection, image: image)
-        do {
-            try await bootAll(stopped, launcher: launcher, writer: writer, prepare: false,
-                              deadline: .now + options.timeout, elapsed: elapsed, events: events)
-        } catch {
-            // Undo what this command started; the cluster stays as it was (stopped).
-            let names = stopped.map(\.domainName)
-            _ = try? await onOwnThread("libvirt.destroy") {
-                for n in names { if let d = try connection.domain(named: n) { try? d.destroy(); d.close() } }
+        return try await connection.closing { connection in
+            let active = try await activeDomains(connection, s)
+            // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
+            let cut = Set(cutOff(s, active: active, switchWasDead: switchWasDead).map(\.name))
+            if !cut.isEmpty {
+                let names = cut.sorted().joined(separator: ", ")
+                events(.note(switchWasDead
+                    ? "cluster \(s.name): the switch was not running; started it again, restarting \(names) (their cluster NIC cannot reconnect)"
+                    : "cluster \(s.name): \(names) booted before the running switch started; restarting them (their cluster NIC cannot reconnect)",
+                    elapsed: elapsed()))
+                try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, connection: connection, writer: writer)
             }
-            for plan in stopped { try? await writer.setNode(plan, phase: .stopped) }
-            try? await writer.update { $0.phase = .stopped }
-            throw error
+            let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
+            if stopped.isEmpty {
+                events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
+                try await writer.update { $0.phase = .running }
+                return await writer.state
+            }
+            let launcher = launcher(s, connection: connection, image: image)
+            do {
+                try await bootAll(stopped, launcher: launcher, writer: writer, prepare: false,
+                                  deadline: .now + options.timeout, elapsed: elapsed, events: events)
+            } catch {
+                // Undo what this command started; the cluster stays as it was (stopped).
+                let names = stopped.map(\.domainName)
+                for n in names { if let d = try? await connection.domain(named: n) { try? await d.destroy(); d.close() } }
+                for plan in stopped { try? await writer.setNode(plan, phase: .stopped) }
+                try? await writer.update { $0.phase = .stopped }
+                throw error
+            }
+            try await writer.update { $0.phase = .running }
+            let final = await writer.state
+            try writeOpenSSHFiles(final)
+            return final
         }
-        try await writer.update { $0.phase = .running }
-        let final = await writer.state
-        try writeOpenSSHFiles(final)
-        return final
     }
 
     /// Names of the cluster's domains that are running now.
     func activeDomains(_ connection: Connection, _ s: ClusterState) async throws -> Set<String> {
         let names = s.nodes.map(\.plan.domainName)
-        return try await onOwnThread("libvirt.list") {
-            var out = Set<String>()
-            for n in names {
-                if let d = try connection.domain(named: n) {
-                    if try d.isActive() { out.insert(n) }
-                    d.close()
-                }
+        var out = Set<String>()
+        for n in names {
+            if let d = try await connection.domain(named: n) {
+                defer { d.close() }
+                if try await d.isActive() { out.insert(n) }
             }
-            return out
         }
+        return out
     }
 
     /// `cluster down`: shuts every node down cleanly and keeps disks, then stops the switch.
@@ -96,40 +93,40 @@ extension ClusterManager {
         defer { lock.release() }
         let clock = ContinuousClock.now
         let connection = try await target(of: s).open()
-        defer { connection.close() }
-        let writer = StateWriter(s, path: paths(s.name).stateFile)
-        let active = try await activeDomains(connection, s)
-        await withTaskGroup(of: Void.self) { group in
-            for node in s.nodes where active.contains(node.plan.domainName) {
-                group.addTask {
-                    if let t = try? self.sshTarget(s, node: node.plan) {
-                        _ = try? await SSHSession.run(t, "sudo systemctl poweroff --no-block", timeout: .seconds(10))
-                    }
-                    let name = node.plan.domainName
-                    _ = try? await onOwnThread("libvirt.shutdown") {
-                        guard let d = try connection.domain(named: name) else { return }
-                        defer { d.close() }
-                        func waitOff(_ limit: Duration) -> Bool {
-                            let deadline = ContinuousClock.now + limit
-                            while ContinuousClock.now < deadline {
-                                if (try? d.isActive()) != true { return true }
-                                usleep(100_000)
-                            }
-                            return false
+        try await connection.closing { connection in
+            let writer = StateWriter(s, path: paths(s.name).stateFile)
+            let active = try await activeDomains(connection, s)
+            await withTaskGroup(of: Void.self) { group in
+                for node in s.nodes where active.contains(node.plan.domainName) {
+                    group.addTask {
+                        if let t = try? self.sshTarget(s, node: node.plan) {
+                            _ = try? await SSHSession.run(t, "sudo systemctl poweroff --no-block", timeout: .seconds(10))
                         }
-                        if waitOff(grace) { return }
-                        try? d.shutdown()
-                        if waitOff(.seconds(10)) { return }
-                        try d.destroy()
+                        let name = node.plan.domainName
+                        if let d = try? await connection.domain(named: name) {
+                            defer { d.close() }
+                            func waitOff(_ limit: Duration) async -> Bool {
+                                let deadline = ContinuousClock.now + limit
+                                while ContinuousClock.now < deadline {
+                                    if (try? await d.isActive()) != true { return true }
+                                    try? await Task.sleep(for: .milliseconds(100))
+                                }
+                                return false
+                            }
+                            if await !waitOff(grace) {
+                                try? await d.shutdown()
+                                if await !waitOff(.seconds(10)) { try? await d.destroy() }
+                            }
+                        }
+                        try? await writer.setNode(node.plan, phase: .stopped)
+                        events(.node(name: node.plan.name, phase: .stopped, elapsed: (ContinuousClock.now - clock).secondsDouble, detail: nil))
                     }
-                    try? await writer.setNode(node.plan, phase: .stopped)
-                    events(.node(name: node.plan.name, phase: .stopped, elapsed: (ContinuousClock.now - clock).secondsDouble, detail: nil))
                 }
             }
+            for node in s.nodes where !active.contains(node.plan.domainName) { try? await writer.setNode(node.plan, phase: .stopped) }
+            switchProcess(s.name).stop()
+            try await writer.update { $0.phase = .stopped }
         }
-        for node in s.nodes where !active.contains(node.plan.domainName) { try? await writer.setNode(node.plan, phase: .stopped) }
-        switchProcess(s.name).stop()
-        try await writer.update { $0.phase = .stopped }
     }
 
     /// `cluster clean`: removes the cluster whatever state it is in (even after `up` was
@@ -160,16 +157,16 @@ extension ClusterManager {
         if target.embeddedRoot == nil || FileManager.default.fileExists(atPath: target.embeddedRoot! + "/etc") {
             if let connection = try? await target.open() {
                 let state = self.state
-                removedViaLibvirt = (try? await onOwnThread("libvirt.clean") { () throws -> Bool in
-                    for d in try connection.allDomains() {
+                if let domains = try? await connection.allDomains() {
+                    for d in domains {
                         defer { d.close() }
-                        guard Self.belongs(try d.labels(), cluster: name, state: state) else { continue }
-                        try? d.destroy()
-                        try? d.undefine()
+                        guard let labels = try? await d.labels(), Self.belongs(labels, cluster: name, state: state) else { continue }
+                        try? await d.destroy()
+                        try? await d.undefine()
                     }
-                    return true
-                }) ?? false
-                connection.close()
+                    removedViaLibvirt = true
+                }
+                await connection.close()
             }
         }
         // Without libvirt, only QEMU processes of a root inside the cluster's own directory

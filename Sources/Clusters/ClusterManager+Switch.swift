@@ -56,12 +56,10 @@ extension ClusterManager {
     /// new switch, and records them as stopped.
     func powerOffForRestart(_ plans: [NodePlan], connection: Connection, writer: StateWriter) async throws {
         let names = plans.map(\.domainName)
-        try await onOwnThread("libvirt.destroy") {
-            for n in names {
-                guard let d = try connection.domain(named: n) else { continue }
-                defer { d.close() }
-                if try d.isActive() { try d.destroy() }
-            }
+        for n in names {
+            guard let d = try await connection.domain(named: n) else { continue }
+            defer { d.close() }
+            if try await d.isActive() { try await d.destroy() }
         }
         for plan in plans { try await writer.setNode(plan, phase: .stopped) }
     }

@@ -102,19 +102,20 @@ extension ClusterManager {
         try image.shareWithQemu()
         try switchProcess(name).start()
         let connection = try await target.open(sharedCapabilities: capabilitiesCache)
-        defer { connection.close() }
-        let s = await writer.state
-        let launcher = launcher(s, connection: connection, image: image)
-        let deadline = ContinuousClock.now + options.timeout
-        try await bootAll(s.nodes.map(\.plan), launcher: launcher, writer: writer, prepare: true, deadline: deadline,
-                          elapsed: elapsed, events: events)
-        try writeOpenSSHFiles(await writer.state)
-        try await runBootstrap(writer, image: image, deadline: deadline, elapsed: elapsed, events: events)
-        try await writer.update { $0.phase = .running }
-        target.shareCapabilities(into: capabilitiesCache)
-        let final = await writer.state
-        try writeOpenSSHFiles(final)
-        return final
+        return try await connection.closing { connection in
+            let s = await writer.state
+            let launcher = launcher(s, connection: connection, image: image)
+            let deadline = ContinuousClock.now + options.timeout
+            try await bootAll(s.nodes.map(\.plan), launcher: launcher, writer: writer, prepare: true, deadline: deadline,
+                              elapsed: elapsed, events: events)
+            try writeOpenSSHFiles(await writer.state)
+            try await runBootstrap(writer, image: image, deadline: deadline, elapsed: elapsed, events: events)
+            try await writer.update { $0.phase = .running }
+            target.shareCapabilities(into: capabilitiesCache)
+            let final = await writer.state
+            try writeOpenSSHFiles(final)
+            return final
+        }
     }
 
     /// Prepares (if asked), boots and verifies `plans` all at once; names every node that failed.

@@ -61,9 +61,7 @@ public struct NodeLauncher: Sendable {
         // The seed carries the node's host private key: QEMU's group may read it, nobody else.
         try SeedISO.write(try SeedISO.files(for: seedConfig(plan, hostKey: hostKey)), to: plan.seed)
         try FileAccess.shareWithQemu(plan.seed)
-        let spec = domainSpec(plan)
-        let conn = connection
-        _ = try await onOwnThread("libvirt.define") { try conn.define(xml: spec.xml()).close() }
+        try await connection.define(xml: domainSpec(plan).xml()).close()
         return plan
     }
 
@@ -130,13 +128,12 @@ public struct NodeLauncher: Sendable {
     /// Starts the node's domain; returns the serial-log offset its boot output starts at.
     public func boot(_ plan: NodePlan) async throws -> UInt64 {
         let offset = SerialLogWatcher.size(plan.serialLog)
-        let conn = connection
-        try await onOwnThread("libvirt.start") {
-            guard let d = try conn.domain(named: plan.domainName) else {
+        do {
+            guard let d = try await connection.domain(named: plan.domainName) else {
                 throw VMCtlError("domain \(plan.domainName) vanished before it could start")
             }
             defer { d.close() }
-            if try !d.isActive() { try d.start() }
+            if try await !d.isActive() { try await d.start() }
         }
         // QEMU made the socket before libvirt returned; only its owner (and root) may connect.
         if plan.vncPort == nil { chmod(plan.vncSocket, 0o600) }
@@ -177,13 +174,12 @@ public struct NodeLauncher: Sendable {
     /// Pulls the plug and starts the node again on the same disk and seed; returns the
     /// serial-log offset the new boot starts at.
     public func reset(_ plan: NodePlan) async throws -> UInt64 {
-        let conn = connection
-        try await onOwnThread("libvirt.reset") {
-            guard let d = try conn.domain(named: plan.domainName) else {
+        do {
+            guard let d = try await connection.domain(named: plan.domainName) else {
                 throw VMCtlError("domain \(plan.domainName) vanished before it could be reset")
             }
             defer { d.close() }
-            try d.destroy()
+            try await d.destroy()
         }
         return try await boot(plan)
     }
