@@ -59,7 +59,7 @@ public struct NodeLauncher: Sendable {
         }
         plan.hostKey = try hostKey.pin()
         // The seed carries the node's host private key: QEMU's group may read it, nobody else.
-        try SeedISO.write(try SeedISO.files(for: seedConfig(plan, hostKey: hostKey)), to: plan.seed)
+        try await SeedISO.write(try SeedISO.files(for: seedConfig(plan, hostKey: hostKey)), to: plan.seed)
         try FileAccess.shareWithQemu(plan.seed)
         try await connection.define(xml: domainSpec(plan).xml()).close()
         return plan
