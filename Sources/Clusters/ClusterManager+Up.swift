@@ -65,7 +65,7 @@ extension ClusterManager {
             try FileAccess.directory(p.sshDir)
             try await writer.save()
             allocationLock.release()
-            _ = try KeyPair.generate(at: p.privateKey, comment: "vmctl cluster \(name)")
+            _ = try await KeyPair.generate(at: p.privateKey, comment: "vmctl cluster \(name)")
             return try await bringUp(writer, image: image, target: target, options: options, events: events)
         } catch {
             // The evidence outlives the rollback: logs of every node, in a report named in the error.

@@ -54,9 +54,7 @@ public struct NodeLauncher: Sendable {
         try Self.makeSerialLog(plan.serialLog)
         try? fm.removeItem(atPath: plan.hostKeyPath)
         try? fm.removeItem(atPath: plan.hostKeyPath + ".pub")
-        let hostKey = try await onOwnThread("keygen") { [plan] in
-            try KeyPair.generate(at: plan.hostKeyPath, comment: "\(plan.name) host key")
-        }
+        let hostKey = try await KeyPair.generate(at: plan.hostKeyPath, comment: "\(plan.name) host key")
         plan.hostKey = try hostKey.pin()
         // The seed carries the node's host private key: QEMU's group may read it, nobody else.
         try await SeedISO.write(try SeedISO.files(for: seedConfig(plan, hostKey: hostKey)), to: plan.seed)
