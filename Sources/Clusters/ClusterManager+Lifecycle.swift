@@ -28,7 +28,7 @@ extension ClusterManager {
         try image.shareWithQemu()
         let sw = switchProcess(s.name)
         let switchWasDead = sw.runningPid() == nil
-        try sw.start()
+        try await sw.start()
         let connection = try await target(of: s).open()
         return try await connection.closing { connection in
             let active = try await activeDomains(connection, s)

@@ -100,7 +100,7 @@ extension ClusterManager {
         }
         try await writer.update { $0.accelerator = verdict.accelerator }
         try image.shareWithQemu()
-        try switchProcess(name).start()
+        try await switchProcess(name).start()
         let connection = try await target.open(sharedCapabilities: capabilitiesCache)
         return try await connection.closing { connection in
             let s = await writer.state
