@@ -106,11 +106,15 @@ extension ClusterManager {
             defer { lock.release() }
             if let connection = try? await target(of: s).open() {
                 let names = s.nodes.map(\.plan.domainName)
-                for n in names {
-                    guard let d = try? await connection.domain(named: n) else { continue }
-                    defer { d.close() }
-                    live[n] = try? await d.state()
-                }
+                do {
+                    var m: [String: Domain.State] = [:]
+                    for n in names {
+                        guard let d = try await connection.domain(named: n) else { continue }
+                        defer { d.close() }
+                        m[n] = try await d.state()
+                    }
+                    live = m
+                } catch {}
                 await connection.close()
             }
         }

@@ -157,15 +157,16 @@ extension ClusterManager {
         if target.embeddedRoot == nil || FileManager.default.fileExists(atPath: target.embeddedRoot! + "/etc") {
             if let connection = try? await target.open() {
                 let state = self.state
-                if let domains = try? await connection.allDomains() {
-                    for d in domains {
+                // Any libvirt failure but destroy/undefine falls back to the pid files below.
+                do {
+                    for d in try await connection.allDomains() {
                         defer { d.close() }
-                        guard let labels = try? await d.labels(), Self.belongs(labels, cluster: name, state: state) else { continue }
+                        guard Self.belongs(try await d.labels(), cluster: name, state: state) else { continue }
                         try? await d.destroy()
                         try? await d.undefine()
                     }
                     removedViaLibvirt = true
-                }
+                } catch {}
                 await connection.close()
             }
         }
