@@ -62,24 +62,23 @@ extension ClusterManager {
                     var results: [CheckResult] = []
                     do {
                         let target = try self.sshTarget(s, node: node)
-                        var session = try await onOwnThread("ssh.connect") { try SSHSession(target) }
-                        defer { session.close() }
+                        var session = try await SSHSession.connect(target)
                         for (label, cmd, judge) in checks {
                             do {
                                 // At most 120 s and 16 MiB per stream (OutputCapture.defaultLimit).
-                                let current = session
-                                let r = try await onOwnThread("ssh.check") { try current.exec(cmd, timeout: .seconds(120)) }
+                                let r = try await session.exec(cmd, timeout: .seconds(120))
                                 let why = judge(r)
                                 results.append(CheckResult(node: node.name, check: label, passed: why == nil, detail: why ?? "ok"))
                             } catch {
                                 results.append(CheckResult(node: node.name, check: label, passed: false, detail: "\(error)"))
                                 if let e = error as? SSHError, e.kind == .timeout || e.kind == .outputLimit {
                                     // The abandoned command may still be writing on that connection: start afresh.
-                                    session.close()
-                                    session = try await onOwnThread("ssh.connect") { try SSHSession(target) }
+                                    await session.close()
+                                    session = try await SSHSession.connect(target)
                                 }
                             }
                         }
+                        await session.close()
                     } catch {
                         results.append(CheckResult(node: node.name, check: "libssh2 session (pinned host key)", passed: false, detail: "\(error)"))
                     }

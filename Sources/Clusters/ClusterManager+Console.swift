@@ -10,42 +10,42 @@ extension ClusterManager {
     /// Attaches the terminal to a node's serial console through libvirt until Ctrl-]
     /// (or the guest goes away). Holds the cluster's lock meanwhile: the embedded driver
     /// allows one process per root.
+    ///
+    /// The console stream is event-driven (see `Stream`): guest output arrives on `output`,
+    /// keystrokes read on a thread of their own are queued with `send`, and the stream is
+    /// closed only here, after both sides have stopped using it.
     public func console(_ name: String, node: String) async throws {
         let s = try existing(name)
         let plan = try select(s, [node])[0]
         let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster console \(plan.name)")
         defer { lock.release() }
         let connection = try await target(of: s).open()
-        defer { connection.close() }
-        try await onOwnThread("console") {
-            guard let d = try connection.domain(named: plan.domainName), try d.isActive() else {
+        try await connection.closing { connection in
+            guard let d = try await connection.domain(named: plan.domainName) else {
                 throw VMCtlError(.wrongState, message: "\(plan.name) is not running: `vmctl cluster start --name \(name)`")
             }
             defer { d.close() }
-            let stream = try Stream(connection: connection)
-            defer { stream.close() }
-            try d.openConsole(stream)
+            guard try await d.isActive() else {
+                throw VMCtlError.usage("\(plan.name) is not running: `vmctl cluster start --name \(name)`")
+            }
+            let stream = try await d.openConsole()
             FileHandle.standardError.write(Data("connected to \(plan.name)'s serial console; Ctrl-] to leave\r\n".utf8))
             let terminal = RawTerminal()
             defer { terminal.restore() }
-            let input = Thread {
-                var b = [UInt8](repeating: 0, count: 256)
-                while true {
-                    let n = read(0, &b, b.count)
-                    if n <= 0 { break }
-                    if let i = b[0..<n].firstIndex(of: 0x1d) {  // Ctrl-]
-                        if i > 0 { _ = try? stream.send(Data(b[0..<i])) }
-                        break
-                    }
-                    if (try? stream.send(Data(b[0..<n]))) == nil { break }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Guest output until the stream ends (the guest went away) or is cancelled.
+                    do { for try await data in stream.output { FileHandle.standardOutput.write(data) } } catch {}
                 }
-                stream.close()
+                group.addTask {
+                    // Keystrokes until Ctrl-], end of input, or a stream that no longer takes them.
+                    await TerminalInput.forward(to: stream)
+                }
+                // Whichever side ends first ends the session.
+                await group.next()
+                group.cancelAll()
             }
-            input.start()
-            while true {
-                guard let data = try? stream.receive(), !data.isEmpty else { break }
-                FileHandle.standardOutput.write(data)
-            }
+            await stream.close()
         }
     }
 
@@ -90,5 +90,36 @@ extension ClusterManager {
         default:
             throw VMCtlError.usage("cp needs exactly one side as NODE:PATH, e.g. `vmctl cluster cp ./f node1:/tmp/f`")
         }
+    }
+}
+
+/// Reads the terminal on a thread of its own (`read` blocks) and hands the keystrokes to a
+/// console stream.
+enum TerminalInput {
+    /// Ctrl-]: leaves the console.
+    static let escape: UInt8 = 0x1d
+
+    /// Forwards stdin to `stream` until Ctrl-], end of input, or a send that fails. Returns
+    /// when the calling task is cancelled too (the reading thread then ends at the next
+    /// keystroke, which goes nowhere).
+    static func forward(to stream: Libvirt.Stream) async {
+        let (keys, feed) = AsyncStream.makeStream(of: Data.self)
+        startThread("console.input") {
+            var b = [UInt8](repeating: 0, count: 256)
+            while true {
+                let n = read(0, &b, b.count)
+                if n <= 0 { break }
+                if case .terminated = feed.yield(Data(b[0..<n])) { break }
+            }
+            feed.finish()
+        }
+        for await chunk in keys {
+            if let i = chunk.firstIndex(of: escape) {
+                if i > chunk.startIndex { try? stream.send(chunk[chunk.startIndex..<i]) }
+                break
+            }
+            if (try? stream.send(chunk)) == nil { break }
+        }
+        feed.finish()
     }
 }

@@ -106,12 +106,16 @@ extension ClusterManager {
             defer { lock.release() }
             if let connection = try? await target(of: s).open() {
                 let names = s.nodes.map(\.plan.domainName)
-                live = (try? await onOwnThread("libvirt.status") {
+                do {
                     var m: [String: Domain.State] = [:]
-                    for n in names { if let d = try connection.domain(named: n) { m[n] = try d.state(); d.close() } }
-                    return m
-                }) ?? [:]
-                connection.close()
+                    for n in names {
+                        guard let d = try await connection.domain(named: n) else { continue }
+                        defer { d.close() }
+                        m[n] = try await d.state()
+                    }
+                    live = m
+                } catch {}
+                await connection.close()
             }
         }
         let sw = switchStatus(name)

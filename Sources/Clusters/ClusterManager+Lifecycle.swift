@@ -27,7 +27,7 @@ extension ClusterManager {
         try image.shareWithQemu()
         let sw = switchProcess(s.name)
         let switchWasDead = sw.runningPid() == nil
-        try sw.start()
+        try await sw.start()
         return try await connected(s) { connection in
             let active = try await activeDomains(connection, s)
             // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
@@ -67,16 +67,14 @@ extension ClusterManager {
     /// Names of the cluster's domains that are running now.
     func activeDomains(_ connection: Connection, _ s: ClusterState) async throws -> Set<String> {
         let names = s.nodes.map(\.plan.domainName)
-        return try await onOwnThread("libvirt.list") {
-            var out = Set<String>()
-            for n in names {
-                if let d = try connection.domain(named: n) {
-                    if try d.isActive() { out.insert(n) }
-                    d.close()
-                }
+        var out = Set<String>()
+        for n in names {
+            if let d = try await connection.domain(named: n) {
+                defer { d.close() }
+                if try await d.isActive() { out.insert(n) }
             }
-            return out
         }
+        return out
     }
 
     /// `cluster down`: shuts every node down cleanly and keeps disks, then stops the switch.
@@ -140,7 +138,7 @@ extension ClusterManager {
                 removedViaLibvirt = (try? await MachineHost.removeDomains(on: connection) {
                     Self.belongs($0, cluster: name, state: state)
                 }) != nil
-                connection.close()
+                await connection.close()
             }
         }
         // Without libvirt, only QEMU processes of a root inside the cluster's own directory

@@ -65,7 +65,7 @@ extension ClusterManager {
             try FileAccess.directory(p.sshDir)
             try await writer.save()
             allocationLock.release()
-            _ = try KeyPair.generate(at: p.privateKey, comment: "vmctl cluster \(name)")
+            _ = try await KeyPair.generate(at: p.privateKey, comment: "vmctl cluster \(name)")
             return try await bringUp(writer, image: image, target: target, options: options, events: events)
         } catch {
             // The evidence outlives the rollback: logs of every node, in a report named in the error.
@@ -99,9 +99,17 @@ extension ClusterManager {
         }
         try await writer.update { $0.accelerator = verdict.accelerator }
         try image.shareWithQemu()
-        try switchProcess(name).start()
+        try await switchProcess(name).start()
         let connection = try await target.open(sharedCapabilities: capabilitiesCache)
-        defer { connection.close() }
+        return try await connection.closing { connection in
+            try await bootAndBootstrap(writer, image: image, target: target, connection: connection, options: options,
+                                       elapsed: elapsed, events: events)
+        }
+    }
+
+    private func bootAndBootstrap(_ writer: StateWriter, image: Image, target: HypervisorTarget, connection: Connection,
+                                  options: ClusterOptions, elapsed: @escaping @Sendable () -> Double,
+                                  events: @escaping ClusterEventSink) async throws -> ClusterState {
         let s = await writer.state
         let deadline = ContinuousClock.now + options.timeout
         try await bootAll(s.nodes.map(\.plan), state: s, connection: connection, image: image, writer: writer,

@@ -69,10 +69,8 @@ public struct ClusterManager: Sendable {
     }
 
     /// A connection to the host a saved cluster lives on, open while `body` runs.
-    func connected<T>(_ s: ClusterState, _ body: (Connection) async throws -> T) async throws -> T {
-        let connection = try await host(of: s).connect()
-        defer { connection.close() }
-        return try await body(connection)
+    func connected<T: Sendable>(_ s: ClusterState, _ body: (Connection) async throws -> T) async throws -> T {
+        try await host(of: s).connect().closing { try await body($0) }
     }
 
     /// The libvirt target a saved cluster lives on.

@@ -1,38 +1,39 @@
+import Blocking
 import CLibvirt
 import Foundation
 
-/// A libvirt domain (`virDomainPtr`).
-public final class Domain: @unchecked Sendable {
-    private var handle: virDomainPtr?
+/// A libvirt domain (`virDomainPtr`). Like `Connection`, every call that reaches libvirt is
+/// async and runs on a thread of its own; the handle is guarded against a close mid-call.
+public final class Domain: Sendable {
+    let handle: GuardedHandle
     // Keeps the connection open while the domain handle lives.
-    private let connection: Connection
+    let connection: Connection
+    /// The domain's name (read once: libvirt keeps it in the handle).
+    public let name: String
 
+    /// Wraps a handle libvirt just returned; called on the wrapper's own thread.
     init(handle: virDomainPtr, connection: Connection) {
-        self.handle = handle
+        name = virDomainGetName(handle).map { String(cString: $0) } ?? ""
+        // virDomainFree drops a reference: it does not block while the connection is open.
+        self.handle = GuardedHandle(handle, label: "libvirt.domain") { virDomainFree($0) }
         self.connection = connection
     }
 
-    deinit { close() }
-
-    /// Frees the handle (the domain itself is untouched).
+    /// Frees the handle (the domain itself is untouched); returns at once. A call in
+    /// progress keeps the handle until it returns; later calls throw.
     public func close() {
-        if let h = handle { virDomainFree(h) }
-        handle = nil
+        handle.closeNow()
     }
 
-    func rawHandle() throws -> virDomainPtr { try raw() }
+    var closedError: LibvirtError {
+        LibvirtError(operation: "use domain \(name)", code: 0, message: "domain handle is closed")
+    }
 
-    private func raw() throws -> virDomainPtr {
-        guard let h = handle else {
-            throw LibvirtError(operation: "use domain", code: 0, message: "domain handle is closed")
+    /// Runs `body` with the domain's handle on a thread of its own named `libvirt.<what>`.
+    func call<T: Sendable>(_ what: String, _ body: @escaping @Sendable (virDomainPtr) throws -> T) async throws -> T {
+        try await onOwnThread("libvirt.\(what)") { [self] in
+            try handle.use(orThrow: closedError) { try body($0) }
         }
-        return h
-    }
-
-    /// The domain's name.
-    public var name: String {
-        guard let h = handle, let c = virDomainGetName(h) else { return "" }
-        return String(cString: c)
     }
 
     /// Lifecycle states vmctl cares about.
@@ -41,10 +42,14 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// The current state.
-    public func state() throws -> State {
-        var st: Int32 = 0
-        var reason: Int32 = 0
-        try check(virDomainGetState(try raw(), &st, &reason, 0), "read state of \(name)")
+    public func state() async throws -> State {
+        let name = self.name
+        let st = try await call("state") { d in
+            var st: Int32 = 0
+            var reason: Int32 = 0
+            try check(virDomainGetState(d, &st, &reason, 0), "read state of \(name)")
+            return st
+        }
         switch UInt32(st) {
         case VIR_DOMAIN_RUNNING.rawValue: return .running
         case VIR_DOMAIN_BLOCKED.rawValue: return .blocked
@@ -58,67 +63,82 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// Whether the domain is running (or paused) now.
-    public func isActive() throws -> Bool {
-        try check(virDomainIsActive(try raw()), "read state of \(name)") == 1
+    public func isActive() async throws -> Bool {
+        let name = self.name
+        return try await call("state") { try check(virDomainIsActive($0), "read state of \(name)") == 1 }
     }
 
     /// Starts a defined domain.
-    public func start() throws {
-        try check(virDomainCreate(try raw()), "start \(name)")
+    public func start() async throws {
+        let name = self.name
+        try await call("start") { _ = try check(virDomainCreate($0), "start \(name)") }
     }
 
     /// Pulls the plug. Not an error when the domain is already off.
-    public func destroy() throws {
-        if virDomainDestroy(try raw()) < 0 {
-            let err = LibvirtError.last("stop \(name)")
-            if err.isOperationInvalid { return }
-            throw err
+    public func destroy() async throws {
+        let name = self.name
+        try await call("destroy") { d in
+            if virDomainDestroy(d) < 0 {
+                let err = LibvirtError.last("stop \(name)")
+                if err.isOperationInvalid { return }
+                throw err
+            }
         }
     }
 
     /// Asks the guest to shut down (ACPI); returns at once.
-    public func shutdown() throws {
-        try check(virDomainShutdown(try raw()), "shut down \(name)")
+    public func shutdown() async throws {
+        let name = self.name
+        try await call("shutdown") { _ = try check(virDomainShutdown($0), "shut down \(name)") }
     }
 
     /// Removes the definition (and any NVRAM); the domain must be off or it becomes transient.
-    public func undefine() throws {
+    public func undefine() async throws {
+        let name = self.name
         let flags = VIR_DOMAIN_UNDEFINE_NVRAM.rawValue | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE.rawValue
             | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA.rawValue
-        let h = try raw()
-        if virDomainUndefineFlags(h, flags) == 0 { return }
-        let err = LibvirtError.last("undefine \(name)")
-        // Drivers without NVRAM or managed save (libvirt's test driver) refuse those flags
-        // as invalid; a domain of theirs has neither, so a plain undefine is the same.
-        guard err.code == Int32(VIR_ERR_INVALID_ARG.rawValue) else { throw err }
-        try check(virDomainUndefine(h), "undefine \(name)")
+        try await call("undefine") { h in
+            if virDomainUndefineFlags(h, flags) == 0 { return }
+            let err = LibvirtError.last("undefine \(name)")
+            // Drivers without NVRAM or managed save (libvirt's test driver) refuse those flags
+            // as invalid; a domain of theirs has neither, so a plain undefine is the same.
+            guard err.code == Int32(VIR_ERR_INVALID_ARG.rawValue) else { throw err }
+            _ = try check(virDomainUndefine(h), "undefine \(name)")
+        }
     }
 
     /// The QEMU process id of a running embedded/system domain, from libvirt's pid file.
-    public func id() throws -> UInt32? {
-        let v = virDomainGetID(try raw())
+    public func id() async throws -> UInt32? {
+        let v = try await call("id") { virDomainGetID($0) }
         return v == UInt32.max ? nil : v
     }
 
     /// The live (or inactive) XML description.
-    public func xml() throws -> String {
-        guard let c = virDomainGetXMLDesc(try raw(), 0) else {
-            throw LibvirtError.last("read XML of \(name)")
+    public func xml() async throws -> String {
+        let name = self.name
+        return try await call("xml") { d in
+            guard let c = virDomainGetXMLDesc(d, 0) else {
+                throw LibvirtError.last("read XML of \(name)")
+            }
+            defer { free(c) }
+            return String(cString: c)
         }
-        defer { free(c) }
-        return String(cString: c)
     }
 
     /// vmctl's labels from the domain's `<metadata>` (empty when it has none: not vmctl's).
-    public func labels() throws -> [String: String] {
-        guard let c = virDomainGetMetadata(try raw(), Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue),
-                                           DomainSpec.metadataNamespace, 0) else {
-            let err = LibvirtError.last("read metadata of \(name)")
-            if err.code == Int32(VIR_ERR_NO_DOMAIN_METADATA.rawValue) { return [:] }
-            throw err
+    public func labels() async throws -> [String: String] {
+        let name = self.name
+        let text: String? = try await call("metadata") { d in
+            guard let c = virDomainGetMetadata(d, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue),
+                                               DomainSpec.metadataNamespace, 0) else {
+                let err = LibvirtError.last("read metadata of \(name)")
+                if err.code == Int32(VIR_ERR_NO_DOMAIN_METADATA.rawValue) { return nil }
+                throw err
+            }
+            defer { free(c) }
+            return String(cString: c)
         }
-        defer { free(c) }
-        return DomainSpec.parseLabels(String(cString: c))
+        return text.map(DomainSpec.parseLabels) ?? [:]
     }
 
     /// Memory and CPU time as libvirt reports them.
@@ -129,9 +149,12 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// Reads memory and CPU figures.
-    public func info() throws -> Info {
-        var i = virDomainInfo()
-        try check(virDomainGetInfo(try raw(), &i), "read info of \(name)")
-        return Info(memoryKiB: i.memory, vcpus: i.nrVirtCpu, cpuTimeNs: i.cpuTime)
+    public func info() async throws -> Info {
+        let name = self.name
+        return try await call("info") { d in
+            var i = virDomainInfo()
+            try check(virDomainGetInfo(d, &i), "read info of \(name)")
+            return Info(memoryKiB: i.memory, vcpus: i.nrVirtCpu, cpuTimeNs: i.cpuTime)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Blocking
 import CLibvirt
 import Foundation
 import Synchronization
@@ -28,7 +29,7 @@ public enum LibvirtEventLoop {
             }
             try check(virInitialize(), "initialise libvirt")
             try check(virEventRegisterDefaultImpl(), "register libvirt's event loop")
-            let thread = Thread {
+            startThread("libvirt-events") {
                 while true {
                     if virEventRunDefaultImpl() < 0 {
                         // Nothing useful to do with the error here; avoid a hot spin.
@@ -36,8 +37,6 @@ public enum LibvirtEventLoop {
                     }
                 }
             }
-            thread.name = "libvirt-event-loop"
-            thread.start()
             started = true
         }
     }

@@ -24,23 +24,40 @@ public struct GuestWatch: Sendable {
     public func waitFor(_ marker: String, from offset: UInt64, deadline: ContinuousClock.Instant,
                         stall: BootStall.Policy? = nil,
                         onLine: @escaping @Sendable (String) -> Void = { _ in }) async throws -> String {
-        let conn = connection
-        let name = domainName
         let log = serialLog
         let guestSaid = GuestComplaint()
         let progress = BootProgress(policy: stall, log: log)
-        let outcome = try await onOwnThreadCancellable("watch.\(node)") { flag in
-            SerialLogWatcher.wait(path: log, from: offset, marker: marker, deadline: deadline, cancel: flag, stopIf: {
-                if let complaint = guestSaid.line { return "the guest reported: \(complaint)" }
-                if let stalled = progress.stalled() { return BootStall.prefix + stalled }
-                guard let d = try? conn.domain(named: name) else { return "domain is gone" }
-                defer { d.close() }
-                return (try? d.isActive()) == false ? "the guest stopped" : nil
-            }, onLine: { line in
-                onLine(line)
-                progress.saw(line)
-                if line.contains("vmctl-failed") { guestSaid.line = line }
-            })
+        let domainGone = GuestComplaint()  // why the domain stopped, once the poller below sees it
+        let outcome = try await withThrowingTaskGroup(of: SerialLogWatcher.Outcome?.self) { group in
+            group.addTask {
+                try await onOwnThreadCancellable("watch.\(node)") { flag in
+                    SerialLogWatcher.wait(path: log, from: offset, marker: marker, deadline: deadline, cancel: flag, stopIf: {
+                        if let complaint = guestSaid.line { return "the guest reported: \(complaint)" }
+                        if let stalled = progress.stalled() { return BootStall.prefix + stalled }
+                        return domainGone.line
+                    }, onLine: { line in
+                        onLine(line)
+                        progress.saw(line)
+                        if line.contains("vmctl-failed") { guestSaid.line = line }
+                    })
+                }
+            }
+            // The domain's state comes from libvirt (async, off the pool), once a second; the
+            // log watcher sees the verdict on its next wake-up (at most a second later).
+            group.addTask {
+                while !Task.isCancelled {
+                    if let gone = await self.notRunning() { domainGone.line = gone; return nil }
+                    try? await Task.sleep(for: .seconds(1))
+                }
+                return nil
+            }
+            var outcome: SerialLogWatcher.Outcome?
+            for try await o in group where o != nil {
+                outcome = o
+                break
+            }
+            group.cancelAll()
+            return outcome ?? .cancelled
         }
         switch outcome {
         case .found(let line):
@@ -58,17 +75,21 @@ public struct GuestWatch: Sendable {
         }
     }
 
+    /// Why the guest counts as stopped ("domain is gone", "the guest stopped"), or nil while
+    /// it runs (or libvirt cannot say).
+    func notRunning() async -> String? {
+        guard let d = try? await connection.domain(named: domainName) else { return "domain is gone" }
+        defer { d.close() }
+        return (try? await d.isActive()) == false ? "the guest stopped" : nil
+    }
+
     /// Waits until the domain is off (a guest that powers itself off).
     public func waitStopped(deadline: ContinuousClock.Instant) async throws {
         while ContinuousClock.now < deadline {
             try Task.checkCancellation()
-            let conn = connection, name = domainName
-            let active = try await onOwnThread("state.\(node)") { () -> Bool in
-                guard let d = try conn.domain(named: name) else { return false }
-                defer { d.close() }
-                return try d.isActive()
-            }
-            if !active { return }
+            guard let d = try await connection.domain(named: domainName) else { return }
+            defer { d.close() }
+            if try await !d.isActive() { return }
             try await Task.sleep(for: .milliseconds(500))
         }
         throw NodeFailure(node: node, reason: "did not power off in time", serialTail: SerialLogWatcher.tail(serialLog),

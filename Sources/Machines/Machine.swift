@@ -41,13 +41,10 @@ public struct Machine: Sendable {
     /// Whether the machine exists and runs. A domain of its name that lacks its labels is
     /// someone else's: `name-in-use`.
     public func status() async throws -> Status {
-        let conn = connection, name = spec.name, labels = spec.labels
-        return try await onOwnThread("libvirt.status") {
-            guard let d = try conn.domain(named: name) else { return .absent }
-            defer { d.close() }
-            try Self.checkOwned(d, name: name, labels: labels)
-            return try d.isActive() ? .running : .stopped
-        }
+        guard let d = try await connection.domain(named: spec.name) else { return .absent }
+        defer { d.close() }
+        try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
+        return try await d.isActive() ? .running : .stopped
     }
 
     /// Makes the machine exist and run, and proves it ready: defines it if missing, starts it
@@ -103,16 +100,12 @@ public struct Machine: Sendable {
         try Self.makeSerialLog(f.serialLog)
         try? fm.removeItem(atPath: f.hostKey)
         try? fm.removeItem(atPath: f.hostKey + ".pub")
-        let hostname = spec.hostname
-        let hostKey = try await onOwnThread("keygen") { try KeyPair.generate(at: f.hostKey, comment: "\(hostname) host key") }
+        let hostKey = try await KeyPair.generate(at: f.hostKey, comment: "\(spec.hostname) host key")
         let pin = try hostKey.pin()
         // The seed carries the machine's host private key: QEMU's group may read it, nobody else.
-        let files = try SeedISO.files(for: seedConfig(hostKey: hostKey))
-        try await onOwnThread("seed.\(hostname)") { try SeedISO.write(files, to: f.seed) }
+        try await SeedISO.write(try SeedISO.files(for: seedConfig(hostKey: hostKey)), to: f.seed)
         try FileAccess.shareWithQemu(f.seed)
-        let xml = try domainSpec().xml()
-        let conn = connection
-        _ = try await onOwnThread("libvirt.define") { try conn.define(xml: xml).close() }
+        try await connection.define(xml: try domainSpec().xml()).close()
         return pin
     }
 
@@ -151,14 +144,11 @@ public struct Machine: Sendable {
     /// Starts the domain; returns the serial-log offset its boot output starts at.
     public func start() async throws -> UInt64 {
         let offset = SerialLogWatcher.size(spec.files.serialLog)
-        let conn = connection, name = spec.name
-        try await onOwnThread("libvirt.start") {
-            guard let d = try conn.domain(named: name) else {
-                throw VMCtlError("domain \(name) vanished before it could start")
-            }
-            defer { d.close() }
-            if try !d.isActive() { try d.start() }
+        guard let d = try await connection.domain(named: spec.name) else {
+            throw VMCtlError("domain \(spec.name) vanished before it could start")
         }
+        defer { d.close() }
+        if try await !d.isActive() { try await d.start() }
         // QEMU made the socket before libvirt returned; only its owner (and root) may connect.
         if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
         return offset
@@ -236,12 +226,9 @@ public struct Machine: Sendable {
 
     /// Pulls the plug if it runs (disks stay).
     public func powerOff() async throws {
-        let conn = connection, name = spec.name
-        try await onOwnThread("libvirt.destroy") {
-            guard let d = try conn.domain(named: name) else { return }
-            defer { d.close() }
-            if try d.isActive() { try d.destroy() }
-        }
+        guard let d = try await connection.domain(named: spec.name) else { return }
+        defer { d.close() }
+        if try await d.isActive() { try await d.destroy() }
     }
 
     /// Shuts the guest down cleanly and keeps its disks: asked over SSH first (lean images
@@ -252,35 +239,30 @@ public struct Machine: Sendable {
         if let t = try? sshTarget() {
             _ = try? await SSHSession.run(t, "sudo systemctl poweroff --no-block", timeout: .seconds(10))
         }
-        let conn = connection, name = spec.name
-        try await onOwnThread("libvirt.shutdown") {
-            guard let d = try conn.domain(named: name) else { return }
-            defer { d.close() }
-            func waitOff(_ limit: Duration) -> Bool {
-                let deadline = ContinuousClock.now + limit
-                while ContinuousClock.now < deadline {
-                    if (try? d.isActive()) != true { return true }
-                    usleep(100_000)
-                }
-                return false
+        guard let d = try await connection.domain(named: spec.name) else { return }
+        defer { d.close() }
+        func waitOff(_ limit: Duration) async -> Bool {
+            let deadline = ContinuousClock.now + limit
+            while ContinuousClock.now < deadline {
+                if (try? await d.isActive()) != true { return true }
+                try? await Task.sleep(for: .milliseconds(100))
             }
-            if waitOff(grace) { return }
-            try? d.shutdown()
-            if waitOff(.seconds(10)) { return }
-            try d.destroy()
+            return false
         }
+        if await waitOff(grace) { return }
+        try? await d.shutdown()
+        if await waitOff(.seconds(10)) { return }
+        try await d.destroy()
     }
 
     /// Removes the machine: its domain (only if it carries the machine's labels) and its
     /// directory (disk, seed, logs, keys). Nothing else.
     public func remove() async throws {
-        let conn = connection, name = spec.name, labels = spec.labels
-        try await onOwnThread("libvirt.remove") {
-            guard let d = try conn.domain(named: name) else { return }
+        if let d = try await connection.domain(named: spec.name) {
             defer { d.close() }
-            try Self.checkOwned(d, name: name, labels: labels)
-            if try d.isActive() { try d.destroy() }
-            try d.undefine()
+            try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
+            if try await d.isActive() { try await d.destroy() }
+            try await d.undefine()
         }
         try? FileManager.default.removeItem(atPath: spec.files.directory)
     }
@@ -298,8 +280,8 @@ public struct Machine: Sendable {
     }
 
     /// A domain called `name` must carry every one of `labels`: otherwise it is not ours.
-    static func checkOwned(_ d: Domain, name: String, labels: [String: String]) throws {
-        let have = try d.labels()
+    static func checkOwned(_ d: Domain, name: String, labels: [String: String]) async throws {
+        let have = try await d.labels()
         guard labels.allSatisfy({ have[$0.key] == $0.value }) else {
             throw VMCtlError(.nameInUse, message: "a domain called \(name) exists on this host but was not made for this machine "
                 + "(its labels: \(have.isEmpty ? "none" : have.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); "

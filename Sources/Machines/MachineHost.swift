@@ -30,15 +30,13 @@ public struct MachineHost: Sendable {
 
     /// Names of the domains on `connection` whose labels satisfy `matches`.
     public static func domains(on connection: Connection,
-                               where matches: @escaping @Sendable ([String: String]) -> Bool) async throws -> [String] {
-        try await onOwnThread("libvirt.list") {
-            var out: [String] = []
-            for d in try connection.allDomains() {
-                defer { d.close() }
-                if let labels = try Self.labels(d), matches(labels) { out.append(d.name) }
-            }
-            return out.sorted()
+                               where matches: ([String: String]) -> Bool) async throws -> [String] {
+        var out: [String] = []
+        for d in try await connection.allDomains() {
+            defer { d.close() }
+            if let labels = try await Self.labels(d), matches(labels) { out.append(d.name) }
         }
+        return out.sorted()
     }
 
     /// Destroys and undefines every domain whose labels satisfy `matches`; returns their names.
@@ -46,31 +44,29 @@ public struct MachineHost: Sendable {
     /// business (a machine's `remove` deletes its own directory).
     @discardableResult
     public static func removeDomains(on connection: Connection,
-                                     where matches: @escaping @Sendable ([String: String]) -> Bool) async throws -> [String] {
-        try await onOwnThread("libvirt.remove") {
-            var removed: [String] = []
-            var firstError: (any Error)?
-            for d in try connection.allDomains() {
-                defer { d.close() }
-                do {
-                    guard let labels = try Self.labels(d), matches(labels) else { continue }
-                    if try d.isActive() { try d.destroy() }
-                    try d.undefine()
-                    removed.append(d.name)
-                } catch let e as LibvirtError where e.isNoDomain {
-                    continue  // removed meanwhile by someone else
-                } catch {
-                    firstError = firstError ?? error
-                }
+                                     where matches: ([String: String]) -> Bool) async throws -> [String] {
+        var removed: [String] = []
+        var firstError: (any Error)?
+        for d in try await connection.allDomains() {
+            defer { d.close() }
+            do {
+                guard let labels = try await Self.labels(d), matches(labels) else { continue }
+                if try await d.isActive() { try await d.destroy() }
+                try await d.undefine()
+                removed.append(d.name)
+            } catch let e as LibvirtError where e.isNoDomain {
+                continue  // removed meanwhile by someone else
+            } catch {
+                firstError = firstError ?? error
             }
-            if let firstError { throw firstError }
-            return removed.sorted()
         }
+        if let firstError { throw firstError }
+        return removed.sorted()
     }
 
     /// A listed domain's labels, or nil when it vanished since the listing (removed by
     /// another command): a listing races with removals and that is not an error.
-    static func labels(_ d: Domain) throws -> [String: String]? {
-        do { return try d.labels() } catch let e as LibvirtError where e.isNoDomain { return nil }
+    static func labels(_ d: Domain) async throws -> [String: String]? {
+        do { return try await d.labels() } catch let e as LibvirtError where e.isNoDomain { return nil }
     }
 }

@@ -51,44 +51,45 @@ public struct MediaVerifier: Sendable {
         try FileAccess.directory(work, qemu: true)
         let target = HypervisorTarget.embedded(root: "\(base)/libvirt")
         let conn = try await target.open(sharedCapabilities: "\(state.cache)/qemu-capabilities")
-        defer { conn.close() }
+        return try await conn.closing { conn in
 
-        progress("verify: unpacking \(manifest.usbImage)")
-        let raw = "\(work)/usb.raw"
-        try await Command("/bin/sh", ["-c", "zcat \"$1\" | cp --sparse=always /dev/stdin \"$2\"", "sh",
-                                      manifest.usbImage, raw]).checkedAsync()
-        // The pipe hides zcat's status: a damaged archive shows as a short disk.
-        let unpacked = (try? fm.attributesOfItem(atPath: raw)[.size] as? UInt64) ?? 0
-        guard unpacked == manifest.diskBytes else {
-            throw VMCtlError("\(manifest.usbImage) unpacks to \(unpacked) bytes, not \(manifest.diskBytes): it is damaged; write it again")
+            progress("verify: unpacking \(manifest.usbImage)")
+            let raw = "\(work)/usb.raw"
+            try await Command("/bin/sh", ["-c", "zcat \"$1\" | cp --sparse=always /dev/stdin \"$2\"", "sh",
+                                          manifest.usbImage, raw]).checkedAsync()
+            // The pipe hides zcat's status: a damaged archive shows as a short disk.
+            let unpacked = (try? fm.attributesOfItem(atPath: raw)[.size] as? UInt64) ?? 0
+            guard unpacked == manifest.diskBytes else {
+                throw VMCtlError("\(manifest.usbImage) unpacks to \(unpacked) bytes, not \(manifest.diskBytes): it is damaged; write it again")
+            }
+            try FileAccess.shareWithQemu(raw)
+            var boots: [Boot] = []
+            let grown = manifest.diskBytes + Self.growBytes
+            for secure in [true, false] {
+                let name = secure ? "usb-secure" : "usb-plain"
+                let disk = "\(work)/\(name).qcow2"
+                try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", raw, disk, String(grown)]).checkedAsync()
+                try FileAccess.shareWithQemu(disk, writable: true)
+                let b = try await boot(conn, name: name, disks: [.init(path: disk, format: .qcow2, target: "sda", bus: .usb, bootOrder: 1)],
+                                       secure: secure, key: key, progress: progress)
+                boots.append(b)
+                try? fm.removeItem(atPath: disk)
+            }
+            if iso, let original = manifest.installerISO {
+                // The ISO sits in the user's output directory (0600, in a directory QEMU may not
+                // pass through): QEMU gets its own copy inside the work directory.
+                let isoPath = "\(work)/installer.iso"
+                try await Command("cp", ["--reflink=auto", "--sparse=always", original, isoPath]).checkedAsync()
+                try FileAccess.shareWithQemu(isoPath)
+                let disk = "\(work)/installed.qcow2"
+                try await Command("qemu-img", ["create", "-q", "-f", "qcow2", disk, String(grown)]).checkedAsync()
+                try FileAccess.shareWithQemu(disk, writable: true)
+                boots.append(try await install(conn, iso: isoPath, disk: disk, progress: progress))
+                boots.append(try await boot(conn, name: "installed", disks: [.init(path: disk, format: .qcow2, target: "vda", bootOrder: 1)],
+                                            secure: false, key: key, progress: progress))
+            }
+            return boots
         }
-        try FileAccess.shareWithQemu(raw)
-        var boots: [Boot] = []
-        let grown = manifest.diskBytes + Self.growBytes
-        for secure in [true, false] {
-            let name = secure ? "usb-secure" : "usb-plain"
-            let disk = "\(work)/\(name).qcow2"
-            try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", raw, disk, String(grown)]).checkedAsync()
-            try FileAccess.shareWithQemu(disk, writable: true)
-            let b = try await boot(conn, name: name, disks: [.init(path: disk, format: .qcow2, target: "sda", bus: .usb, bootOrder: 1)],
-                                   secure: secure, key: key, progress: progress)
-            boots.append(b)
-            try? fm.removeItem(atPath: disk)
-        }
-        if iso, let original = manifest.installerISO {
-            // The ISO sits in the user's output directory (0600, in a directory QEMU may not
-            // pass through): QEMU gets its own copy inside the work directory.
-            let isoPath = "\(work)/installer.iso"
-            try await Command("cp", ["--reflink=auto", "--sparse=always", original, isoPath]).checkedAsync()
-            try FileAccess.shareWithQemu(isoPath)
-            let disk = "\(work)/installed.qcow2"
-            try await Command("qemu-img", ["create", "-q", "-f", "qcow2", disk, String(grown)]).checkedAsync()
-            try FileAccess.shareWithQemu(disk, writable: true)
-            boots.append(try await install(conn, iso: isoPath, disk: disk, progress: progress))
-            boots.append(try await boot(conn, name: "installed", disks: [.init(path: disk, format: .qcow2, target: "vda", bootOrder: 1)],
-                                        secure: false, key: key, progress: progress))
-        }
-        return boots
     }
 
     /// Boots one guest to SSH and reads the facts that prove the boot path.
@@ -146,13 +147,11 @@ public struct MediaVerifier: Sendable {
                               uefi: .init(secureBoot: secure), disks: disks, nics: nics, serialLog: serial, vncPort: nil,
                               labels: ["verify": name])
         try await Self.remove(conn, domain)
-        try await onOwnThread("libvirt.define") {
-            let d = try conn.define(xml: spec.xml())
-            defer { d.close() }
-            do { try d.start() } catch {
-                try? d.undefine()
-                throw error
-            }
+        let d = try await conn.define(xml: spec.xml())
+        defer { d.close() }
+        do { try await d.start() } catch {
+            try? await d.undefine()
+            throw error
         }
         do {
             let result = try await body(GuestWatch(connection: conn, domainName: domain, node: name, serialLog: serial))
@@ -165,12 +164,10 @@ public struct MediaVerifier: Sendable {
     }
 
     static func remove(_ conn: Connection, _ name: String) async throws {
-        try await onOwnThread("libvirt.remove") {
-            guard let d = try conn.domain(named: name) else { return }
-            defer { d.close() }
-            try d.destroy()
-            try d.undefine()
-        }
+        guard let d = try await conn.domain(named: name) else { return }
+        defer { d.close() }
+        try await d.destroy()
+        try await d.undefine()
     }
 
     /// Facts read over SSH: Secure Boot state (from the firmware variable), the root

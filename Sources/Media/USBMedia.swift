@@ -140,9 +140,9 @@ public struct USBMedia: Sendable {
         if let k = o.authorizedKeyFile {
             authorized = try String(contentsOfFile: k, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         } else {
-            authorized = try KeyPair.generate(at: staged.key, comment: "\(prefix)-usb login").publicKeyLine()
+            authorized = try await KeyPair.generate(at: staged.key, comment: "\(prefix)-usb login").publicKeyLine()
         }
-        let hostKey = try KeyPair.generate(at: "\(work)/ssh_host_ed25519_key", comment: "\(prefix) host key")
+        let hostKey = try await KeyPair.generate(at: "\(work)/ssh_host_ed25519_key", comment: "\(prefix) host key")
         var files: [SeedConfig.File] = []
         if let w = o.wifi { files.append(.init(path: WifiProfile.path, content: w.render(), permissions: "0600")) }
         let seed = SeedConfig(

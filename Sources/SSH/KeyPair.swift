@@ -8,9 +8,10 @@ public struct KeyPair: Sendable, Equatable {
 
     public init(privateKeyPath: String) { self.privateKeyPath = privateKeyPath }
 
-    /// Generates a new pair at `path` (which must not exist yet).
-    public static func generate(at path: String, comment: String) throws -> KeyPair {
-        try Command("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]).checked()
+    /// Generates a new pair at `path` (which must not exist yet); ssh-keygen runs on a thread
+    /// of its own.
+    public static func generate(at path: String, comment: String) async throws -> KeyPair {
+        try await Command("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]).checkedAsync()
         chmod(path, 0o600)
         return KeyPair(privateKeyPath: path)
     }

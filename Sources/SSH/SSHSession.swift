@@ -32,47 +32,61 @@ public struct SSHTarget: Sendable, Equatable {
 
 private let libraryReady: Mutex<Bool> = Mutex(false)
 
-/// An authenticated libssh2 session (`LIBSSH2_SESSION` plus its socket). Blocking: use it
-/// from one thread at a time (`SSHSession.run` puts each call on a thread of its own).
-public final class SSHSession: @unchecked Sendable {
-    private var session: OpaquePointer?
-    private var fd: Int32 = -1
+/// An authenticated libssh2 session (`LIBSSH2_SESSION` plus its socket).
+///
+/// libssh2 blocks, so the public calls are async and each runs on a thread of its own:
+/// `connect`, `exec`, `close` (which says goodbye to the server). Calls on one session take
+/// turns (libssh2 allows one at a time), and the handle is guarded: a close waits for a call
+/// in progress before the session is freed.
+public final class SSHSession: Sendable {
+    private let session: GuardedHandle
+    private let fd: Int32
+    // libssh2 allows one call on a session at a time: the calls' threads take turns here.
+    private let turn = Mutex(())
     public let target: SSHTarget
 
+    /// Connects, checks the host key against the pin, then authenticates, on a thread of its own.
+    public static func connect(_ target: SSHTarget, timeout: Duration = .seconds(15)) async throws -> SSHSession {
+        try await onOwnThread("ssh.connect") { try SSHSession(target, timeout: timeout) }
+    }
+
     /// Connects, checks the host key against the pin, then authenticates. Blocks.
-    public init(_ target: SSHTarget, timeout: Duration = .seconds(15)) throws {
+    init(_ target: SSHTarget, timeout: Duration = .seconds(15)) throws {
         self.target = target
         libraryReady.withLock { ready in
             if !ready { libssh2_init(0); ready = true }
         }
         let deadline = ContinuousClock.now + timeout
-        fd = try Self.connectSocket(host: target.host, port: target.port, timeout: timeout)
+        let fd = try Self.connectSocket(host: target.host, port: target.port, timeout: timeout)
         guard let s = vmctl_ssh2_session_init() else {
             Foundation.close(fd)
             throw SSHError(.protocolError, "start SSH session", "libssh2_session_init failed")
         }
-        session = s
-        do {
-            try handshakeAndAuthenticate(deadline: deadline)
-        } catch {
-            close()
-            throw error
-        }
-    }
-
-    deinit { close() }
-
-    /// Disconnects and frees the session; later calls do nothing.
-    public func close() {
-        if let s = session {
+        self.fd = fd
+        session = GuardedHandle(s, label: "ssh") { s in
             libssh2_session_set_blocking(s, 1)
             libssh2_session_set_timeout(s, 2000)
             _ = vmctl_ssh2_session_disconnect(s, "bye")
             libssh2_session_free(s)
+            Foundation.close(fd)
         }
-        session = nil
-        if fd >= 0 { Foundation.close(fd) }
-        fd = -1
+        do {
+            try Self.handshakeAndAuthenticate(s, fd: fd, target: target, deadline: deadline)
+        } catch {
+            session.closeNow()
+            throw error
+        }
+    }
+
+    /// Says goodbye, frees the session and closes its socket on a thread of its own, after a
+    /// call in progress; returns when done. Later calls throw; later closes do nothing.
+    public func close() async {
+        await session.close()
+    }
+
+    /// Closes on the calling thread (a thread of the session's own calls).
+    func closeHere() {
+        session.closeNow()
     }
 
     private static func connectSocket(host: String, port: Int, timeout: Duration) throws -> Int32 {
@@ -111,13 +125,13 @@ public final class SSHSession: @unchecked Sendable {
         return fd
     }
 
-    private func millisLeft(_ deadline: ContinuousClock.Instant) -> Int {
+    private static func millisLeft(_ deadline: ContinuousClock.Instant) -> Int {
         let left = deadline - ContinuousClock.now
         return max(1, Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
     }
 
-    private func handshakeAndAuthenticate(deadline: ContinuousClock.Instant) throws {
-        guard let s = session else { return }
+    private static func handshakeAndAuthenticate(_ s: OpaquePointer, fd: Int32, target: SSHTarget,
+                                                 deadline: ContinuousClock.Instant) throws {
         libssh2_session_set_blocking(s, 1)
         libssh2_session_set_timeout(s, millisLeft(deadline))
         // Ask for the key type we pinned, so the server offers that one.
@@ -150,7 +164,7 @@ public final class SSHSession: @unchecked Sendable {
         if events == 0 { events = Int16(POLLIN) }
         if ContinuousClock.now >= deadline { throw SSHError(.timeout, what, "timed out") }
         var p = pollfd(fd: fd, events: events, revents: 0)
-        _ = poll(&p, 1, Int32(min(millisLeft(deadline), 1000)))
+        _ = poll(&p, 1, Int32(min(Self.millisLeft(deadline), 1000)))
     }
 
     /// Runs `command`, feeding it `input` on stdin, and returns its exit status and output.
@@ -158,7 +172,15 @@ public final class SSHSession: @unchecked Sendable {
     /// abandoned with an `.outputLimit` error. `timeout` bounds the whole exchange (and
     /// `deadline`, if given and sooner).
     public func exec(_ command: String, input: Data? = nil, timeout: Duration = .seconds(60),
-                     deadline: ContinuousClock.Instant? = nil, limit: Int = OutputCapture.defaultLimit) throws -> ExecResult {
+                     deadline: ContinuousClock.Instant? = nil, limit: Int = OutputCapture.defaultLimit) async throws -> ExecResult {
+        try await onOwnThread("ssh.exec") { [self] in
+            try execBlocking(command, input: input, timeout: timeout, deadline: deadline, limit: limit)
+        }
+    }
+
+    /// `exec`, on the calling thread. Blocks.
+    func execBlocking(_ command: String, input: Data? = nil, timeout: Duration = .seconds(60),
+                      deadline: ContinuousClock.Instant? = nil, limit: Int = OutputCapture.defaultLimit) throws -> ExecResult {
         var out = OutputCapture(stream: "stdout", limit: limit)
         var err = OutputCapture(stream: "stderr", limit: limit)
         var offset = 0
@@ -179,7 +201,8 @@ public final class SSHSession: @unchecked Sendable {
     /// stdout handed to `stdout` piece by piece as it arrives, so neither side is held in
     /// memory. Its stderr goes to `stderr` the same way, or when that is nil is captured
     /// (at most `OutputCapture.defaultLimit`) into the result. The result's `stdoutData` is empty.
-    public func exec(_ command: String, stdin: FileHandle?, stdout: (Data) throws -> Void,
+    /// Blocks: `run(_:_:stdin:stdout:stderr:timeout:)` puts it on a thread of its own.
+    func execBlocking(_ command: String, stdin: FileHandle?, stdout: (Data) throws -> Void,
                      stderr: ((Data) throws -> Void)? = nil, timeout: Duration = .seconds(60),
                      deadline: ContinuousClock.Instant? = nil) throws -> ExecResult {
         let source: ((UnsafeMutableRawBufferPointer) throws -> Int)? = stdin.map { h in
@@ -212,7 +235,17 @@ public final class SSHSession: @unchecked Sendable {
     private func stream(_ command: String, input: ((UnsafeMutableRawBufferPointer) throws -> Int)?,
                         output: (Data) throws -> Void, errorOutput: (Data) throws -> Void,
                         timeout: Duration, deadline until: ContinuousClock.Instant?) throws -> Int32 {
-        guard let s = session else { throw SSHError(.protocolError, "run \(command)", "session is closed") }
+        try turn.withLock { _ in
+            try session.use(orThrow: SSHError(.protocolError, "run \(command)", "session is closed")) { s in
+                try stream(s, command, input: input, output: output, errorOutput: errorOutput, timeout: timeout, deadline: until)
+            }
+        }
+    }
+
+    /// `stream`, with the session's handle in hand and the session's turn taken.
+    private func stream(_ s: OpaquePointer, _ command: String, input: ((UnsafeMutableRawBufferPointer) throws -> Int)?,
+                        output: (Data) throws -> Void, errorOutput: (Data) throws -> Void,
+                        timeout: Duration, deadline until: ContinuousClock.Instant?) throws -> Int32 {
         let own = ContinuousClock.now + timeout
         let deadline = until.map { min($0, own) } ?? own
         let what = "run `\(command.prefix(60))` on \(target.host):\(target.port)"
@@ -297,8 +330,8 @@ public final class SSHSession: @unchecked Sendable {
         try await onOwnThread("ssh.exec") {
             let deadline = ContinuousClock.now + timeout
             let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
-            defer { session.close() }
-            return try session.exec(command, input: input, timeout: timeout, deadline: deadline)
+            defer { session.closeHere() }
+            return try session.execBlocking(command, input: input, timeout: timeout, deadline: deadline)
         }
     }
 
@@ -313,8 +346,8 @@ public final class SSHSession: @unchecked Sendable {
         try await onOwnThread("ssh.exec") {
             let deadline = ContinuousClock.now + timeout
             let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
-            defer { session.close() }
-            return try session.exec(command, stdin: stdin, stdout: stdout, stderr: stderr, timeout: timeout, deadline: deadline)
+            defer { session.closeHere() }
+            return try session.execBlocking(command, stdin: stdin, stdout: stdout, stderr: stderr, timeout: timeout, deadline: deadline)
         }
     }
 }

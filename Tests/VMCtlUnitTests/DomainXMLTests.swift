@@ -68,27 +68,27 @@ struct DomainXMLTests {
     }
 
     @Test("libvirt's own parser (test:///default driver) accepts the XML and keeps name and labels")
-    func libvirtAccepts() throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+    func libvirtAccepts() async throws {
+        let conn = try await Connection.open("test:///default")
         var s = Self.spec(name: "xml-test-\(UInt32.random(in: 0...999_999))")
         // The test driver has no qemu namespace; define the portable part.
         s.nics = [.init(mode: .bridge(name: "br0"), mac: "52:54:00:30:00:01")]
-        let d = try conn.define(xml: s.xml())
-        defer { try? d.undefine(); d.close() }
+        let d = try await conn.define(xml: s.xml())
         #expect(d.name == s.name)
-        let back = try d.xml()
+        let back = try await d.xml()
         #expect(back.contains("52:54:00:30:00:01"))
         #expect(back.contains(DomainSpec.metadataNamespace))
         // Labels read back through virDomainGetMetadata: how clean finds a cluster's domains.
-        #expect(try d.labels() == s.labels)
+        #expect(try await d.labels() == s.labels)
         var marked = s
         marked.name += "-unlabelled"
         marked.labels = [:]
-        let plain = try conn.define(xml: marked.xml())
-        defer { try? plain.undefine(); plain.close() }
-        #expect(try plain.labels() == [:])
-        #expect(try d.state() == .shutOff)
+        let plain = try await conn.define(xml: marked.xml())
+        #expect(try await plain.labels() == [:])
+        #expect(try await d.state() == .shutOff)
+        try? await plain.undefine(); plain.close()
+        try? await d.undefine(); d.close()
+        await conn.close()
     }
 
     @Test("labels parse back whatever prefix libvirt gives the namespace, with values unescaped")
@@ -98,16 +98,16 @@ struct DomainXMLTests {
     }
 
     @Test("libvirt failures carry libvirt's own message")
-    func libvirtErrors() throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
-        #expect(try conn.domain(named: "no-such-domain") == nil)
+    func libvirtErrors() async throws {
+        let conn = try await Connection.open("test:///default")
+        #expect(try await conn.domain(named: "no-such-domain") == nil)
         do {
-            _ = try conn.define(xml: "<domain type='test'><name>x</name></domain>")
+            _ = try await conn.define(xml: "<domain type='test'><name>x</name></domain>")
             Issue.record("defining a domain without memory should fail")
         } catch let e as LibvirtError {
             #expect(e.code != 0)
             #expect(!e.message.isEmpty && e.message != "unknown libvirt error")
         }
+        await conn.close()
     }
 }

@@ -91,30 +91,31 @@ struct ErrorCodeTests {
     }
 
     @Test("libvirt (test:///default): an unknown domain is VIR_ERR_NO_DOMAIN (42) from VIR_FROM_TEST (12)")
-    func unknownDomain() throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+    func unknownDomain() async throws {
+        let conn = try await Connection.open("test:///default")
         let name = "no-such-domain-\(UUID())"
-        #expect(virDomainLookupByName(try conn.raw(), name) == nil)
-        let e = LibvirtError.last("look up domain \(name)")
+        // Read on the thread that made the call: libvirt's last error is thread-local.
+        let e = try await conn.call("lookup") { h -> LibvirtError in
+            #expect(virDomainLookupByName(h, name) == nil)
+            return LibvirtError.last("look up domain \(name)")
+        }
         #expect(e.code == 42)
         #expect(e.domain == 12)
         #expect(e.kind == .noDomain)
         #expect(e.isNoDomain)
         #expect(VMCtlError.Code(of: e) == .libvirtFailed)
         // Which is why domain(named:) answers nil rather than throwing.
-        #expect(try conn.domain(named: name) == nil)
+        #expect(try await conn.domain(named: name) == nil)
+        await conn.close()
     }
 
     @Test("libvirt (test:///default): a second domain with the same name and another UUID is VIR_ERR_OPERATION_FAILED (9) from VIR_FROM_DOMAIN (20)")
-    func duplicateName() throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+    func duplicateName() async throws {
+        let conn = try await Connection.open("test:///default")
         let name = "dup-\(UInt32.random(in: 0...999_999))"
-        let first = try conn.define(xml: Self.xml(name: name, uuid: UUID()))
-        defer { try? first.undefine(); first.close() }
+        let first = try await conn.define(xml: Self.xml(name: name, uuid: UUID()))
         do {
-            let second = try conn.define(xml: Self.xml(name: name, uuid: UUID()))
+            let second = try await conn.define(xml: Self.xml(name: name, uuid: UUID()))
             second.close()
             Issue.record("libvirt accepted a second domain named \(name)")
         } catch let e as LibvirtError {
@@ -122,22 +123,25 @@ struct ErrorCodeTests {
             #expect(e.domain == 20)
             #expect(e.kind == .domainExists)
         }
+        try? await first.undefine()
+        first.close()
+        await conn.close()
     }
 
     @Test("libvirt (test:///default): a running domain cannot be started again, which is not a classified kind")
-    func otherErrors() throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+    func otherErrors() async throws {
+        let conn = try await Connection.open("test:///default")
         // The test driver's built-in domain "test" is running.
-        let d = try #require(try conn.domain(named: "test"))
-        defer { d.close() }
+        let d = try #require(try await conn.domain(named: "test"))
         do {
-            try d.start()
+            try await d.start()
             Issue.record("starting a running domain should fail")
         } catch let e as LibvirtError {
             #expect(e.code == 1)  // VIR_ERR_INTERNAL_ERROR, from the test driver
             #expect(e.kind == .other)
         }
+        d.close()
+        await conn.close()
     }
 
     /// What libvirt 9.0 reported (observed with two processes) when a second process opened

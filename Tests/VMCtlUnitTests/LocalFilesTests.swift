@@ -130,10 +130,10 @@ struct LocalFilesTests {
     }
 
     @Test("the USB media's known_hosts names the machine's hostname, not *, and OpenSSH finds it by that name only")
-    func knownHosts() throws {
+    func knownHosts() async throws {
         let dir = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let key = try KeyPair.generate(at: "\(dir)/host", comment: "cluster-os host key")
+        let key = try await KeyPair.generate(at: "\(dir)/host", comment: "cluster-os host key")
         let pub = try key.publicKeyLine()
         let line = USBMedia.knownHostsLine(hostname: "cluster-os", publicKey: pub)
         #expect(line == "cluster-os \(pub)\n")

@@ -107,23 +107,23 @@ struct MachineLayerTests {
                 on: conn)
     }
 
-    static func defineDomain(_ name: String, labels: [String: String], on conn: Connection) throws {
+    static func defineDomain(_ name: String, labels: [String: String], on conn: Connection) async throws {
         let spec = DomainSpec(name: name, accelerator: .tcg, memoryMiB: 256, vcpus: 1, cpuModel: "qemu64",
                               boot: .init(kernel: "/img/vmlinuz", initrd: nil, cmdline: "console=ttyS0"),
                               disks: [], nics: [.init(mode: .bridge(name: "br0"), mac: "52:54:00:30:00:09")],
                               serialLog: nil, vncPort: nil, labels: labels)
-        try conn.define(xml: spec.xml()).close()
+        try await conn.define(xml: spec.xml()).close()
     }
 
     @Test("a machine is found by name and labels: absent, then stopped; someone else's domain of that name is refused and left alone")
     func foundByLabels() async throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+        let conn = try await Connection.open("test:///default")
+        defer { Task { await conn.close() } }
         let n = "machine-\(UInt32.random(in: 0...999_999))"
         let ours = ["cluster": "a", "state": "/s"]
         let m = Self.machine(n, labels: ours, on: conn)
         #expect(try await m.status() == .absent)
-        try Self.defineDomain(n, labels: ours.merging(["node": "node1"]) { a, _ in a }, on: conn)
+        try await Self.defineDomain(n, labels: ours.merging(["node": "node1"]) { a, _ in a }, on: conn)
         #expect(try await m.status() == .stopped)
         #expect(try await MachineHost.domains(on: conn) { $0["cluster"] == "a" && $0["state"] == "/s" }.contains(n))
         #expect(try await MachineHost.domains(on: conn) { $0["cluster"] == "b" }.contains(n) == false)
@@ -151,12 +151,12 @@ struct MachineLayerTests {
 
     @Test("removing by labels takes only the matching domains")
     func removeByLabels() async throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+        let conn = try await Connection.open("test:///default")
+        defer { Task { await conn.close() } }
         let tag = UInt32.random(in: 0...999_999)
-        try Self.defineDomain("a-node1-\(tag)", labels: ["cluster": "a-\(tag)"], on: conn)
-        try Self.defineDomain("a-node2-\(tag)", labels: ["cluster": "a-\(tag)"], on: conn)
-        try Self.defineDomain("a-nodeX-\(tag)", labels: ["cluster": "ab-\(tag)"], on: conn)
+        try await Self.defineDomain("a-node1-\(tag)", labels: ["cluster": "a-\(tag)"], on: conn)
+        try await Self.defineDomain("a-node2-\(tag)", labels: ["cluster": "a-\(tag)"], on: conn)
+        try await Self.defineDomain("a-nodeX-\(tag)", labels: ["cluster": "ab-\(tag)"], on: conn)
         let removed = try await MachineHost.removeDomains(on: conn) { $0["cluster"] == "a-\(tag)" }
         #expect(removed == ["a-node1-\(tag)", "a-node2-\(tag)"])
         let left = try await MachineHost.domains(on: conn) { $0["cluster"]?.hasSuffix("\(tag)") == true }
@@ -166,8 +166,8 @@ struct MachineLayerTests {
 
     @Test("a machine with no image on record can be found and removed, not created")
     func noImageNoCreate() async throws {
-        let conn = try Connection(uri: "test:///default")
-        defer { conn.close() }
+        let conn = try await Connection.open("test:///default")
+        defer { Task { await conn.close() } }
         let m = Self.machine("machine-noimage-\(UInt32.random(in: 0...999_999))", labels: ["cluster": "x"], on: conn)
         do {
             _ = try await m.create()

@@ -5,17 +5,17 @@ import Testing
 @Suite("Keys, host-key pins, known_hosts and ssh_config")
 struct SSHFilesTests {
     @Test("a generated key pair is 0600 and its public half parses as a pin that matches its own blob")
-    func keyPair() throws {
+    func keyPair() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let kp = try KeyPair.generate(at: "\(dir)/id", comment: "test")
+        let kp = try await KeyPair.generate(at: "\(dir)/id", comment: "test")
         let mode = try FileManager.default.attributesOfItem(atPath: kp.privateKeyPath)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         let pin = try kp.pin()
         #expect(pin.type == "ssh-ed25519")
         #expect(pin.matches(blob: try #require(Data(base64Encoded: pin.base64))))
-        let other = try KeyPair.generate(at: "\(dir)/other", comment: "other").pin()
+        let other = try await KeyPair.generate(at: "\(dir)/other", comment: "other").pin()
         #expect(!pin.matches(blob: try #require(Data(base64Encoded: other.base64))))
     }
 

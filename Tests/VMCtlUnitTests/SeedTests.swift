@@ -51,14 +51,14 @@ struct SeedTests {
     }
 
     @Test("the seed ISO has volume id cidata and the three files, read back with xorriso")
-    func iso() throws {
+    func iso() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("seed-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let iso = "\(dir)/seed.iso"
         let files = try SeedISO.files(for: Self.config)
-        try SeedISO.write(files, to: iso)
-        let back = try SeedISO.read(iso)
+        try await SeedISO.write(files, to: iso)
+        let back = try await SeedISO.read(iso)
         #expect(back == files)
         let data = try Data(contentsOf: URL(fileURLWithPath: iso))
         // ISO 9660 primary volume descriptor at sector 16; volume id at offset 40.

@@ -46,7 +46,7 @@ struct RealVMTests {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: dir) }
             var wrong = target
-            wrong.hostKey = try KeyPair.generate(at: "\(dir)/k", comment: "impostor").pin()
+            wrong.hostKey = try await KeyPair.generate(at: "\(dir)/k", comment: "impostor").pin()
             await #expect {
                 try await SSHSession.run(wrong, "true")
             } throws: { e in (e as? SSHError)?.kind == .hostKeyMismatch }

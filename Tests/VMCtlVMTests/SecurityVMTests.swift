@@ -175,13 +175,12 @@ struct SystemLibvirt {
 
     /// The domain's state on qemu:///system, or nil when it is not defined.
     static func state(_ domain: String) async throws -> String? {
-        try await Task.detached {
-            let conn = try Connection(uri: "qemu:///system")
-            defer { conn.close() }
-            guard let d = try conn.domain(named: domain) else { return nil }
+        let conn = try await Connection.open("qemu:///system")
+        return try await conn.closing { conn in
+            guard let d = try await conn.domain(named: domain) else { return nil }
             defer { d.close() }
-            return try d.state().rawValue
-        }.value
+            return try await d.state().rawValue
+        }
     }
 }
 

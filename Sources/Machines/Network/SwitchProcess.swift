@@ -1,3 +1,4 @@
+import Blocking
 import Foundation
 import VMCtlSupport
 import Images
@@ -40,8 +41,10 @@ public struct SwitchProcess: Sendable {
         return (try? FileManager.default.attributesOfItem(atPath: pidFile))?[.modificationDate] as? Date
     }
 
-    /// Starts the switch unless it runs already, and waits (bounded) until it listens.
-    public func start() throws {
+    /// Starts the switch unless it runs already, and waits (at most `timeout`) until it
+    /// listens: its pid file names it and its socket exists. The wait wakes when they appear
+    /// (inotify) or when the daemon exits, on a thread of its own.
+    public func start(timeout: Duration = .seconds(10)) async throws {
         if runningPid() != nil { return }
         try? FileManager.default.removeItem(atPath: pidFile)
         let p = Process()
@@ -50,17 +53,25 @@ public struct SwitchProcess: Sendable {
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
+        let exit = ProcessExit(p)
         do { try p.run() } catch {
             throw VMCtlError("cannot start the cluster switch (\(executable)): \(error); set VMCTL_BINARY to the vmctl binary")
         }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if runningPid() != nil && FileManager.default.fileExists(atPath: socketPath) { return }
-            if !p.isRunning { break }
-            usleep(10_000)
+        let deadline = ContinuousClock.now + timeout
+        do {
+            try await onOwnThread("switch.start") { [self] in
+                try SocketWait.wait(for: socketPath, also: [(pidFile as NSString).deletingLastPathComponent],
+                                    deadline: deadline, exit: exit) {
+                    FileManager.default.fileExists(atPath: socketPath) && runningPid() != nil
+                }
+            }
+        } catch let failure as SocketWait.Failure {
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            throw VMCtlError("the cluster switch did not start listening on \(socketPath): \(failure)")
+        } catch {
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            throw error
         }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        throw VMCtlError("the cluster switch did not start listening on \(socketPath)")
     }
 
     /// Stops the switch if it runs. Returns whether one was stopped.
