@@ -144,7 +144,7 @@ struct SystemLibvirt {
         if running("libvirtd") { return SystemLibvirt(pids: []) }
         var pids: [pid_t] = []
         for (daemon, pidFile) in [("virtlogd", "/run/virtlogd.pid"), ("libvirtd", "/run/libvirtd.pid")] where !running(daemon) {
-            _ = try await VMFixture.run("/usr/sbin/\(daemon)", ["-d"])
+            try await Self.daemonize("/usr/sbin/\(daemon)")
             for _ in 0..<100 {
                 if let t = try? String(contentsOfFile: pidFile, encoding: .utf8), let p = pid_t(t.trimmingCharacters(in: .whitespacesAndNewlines)),
                    kill(p, 0) == 0 { pids.append(p); break }
@@ -155,6 +155,31 @@ struct SystemLibvirt {
             try await Task.sleep(for: .milliseconds(100))
         }
         return SystemLibvirt(pids: pids)
+    }
+
+    /// Runs `path -d` with stdio on /dev/null and waits for the parent to exit (the daemon
+    /// goes on). posix_spawn + waitpid, not Foundation's Process: waiting on a daemonizing
+    /// child through Process hung a fresh-clone `make test` here for good.
+    static func daemonize(_ path: String) async throws {
+        let status = try await Task.detached { () throws -> Int32 in
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            for fd: Int32 in 0...2 {
+                posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
+            }
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup("-d"), nil]
+            defer { argv.forEach { free($0) } }
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+            guard rc == 0 else { throw VMCtlError("cannot start \(path): \(String(cString: strerror(rc)))") }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 {
+                if errno != EINTR { return 0 }  // reaped elsewhere: it has exited
+            }
+            return status
+        }.value
+        guard status == 0 else { throw VMCtlError("\(path) -d exited with status \(status)") }
     }
 
     /// Stops the daemons this test started, libvirtd first, by PID.
