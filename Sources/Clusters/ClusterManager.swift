@@ -110,7 +110,16 @@ public struct ClusterManager: Sendable {
             hosts: s.nodes.compactMap { n in n.plan.clusterIP.map { ($0, [n.plan.name]) } },
             labels: Self.labels(cluster: s.name, state: state), files: MachineFiles(directory: plan.directory),
             vncPort: plan.vncPort)
-        return Machine(spec, on: connection)
+        var machine = spec
+        machine.console = Self.consoleCapture()
+        return Machine(machine, on: connection)
+    }
+
+    /// How nodes' consoles are captured: QEMU's log file (local hosts), or, with
+    /// `VMCTL_CONSOLE=stream`, libvirt's console stream copied by vmctl, the path remote hosts
+    /// will take, so it can be exercised here.
+    static func consoleCapture(_ env: [String: String] = ProcessInfo.processInfo.environment) -> ConsoleCapture {
+        env["VMCTL_CONSOLE"].flatMap(ConsoleCapture.init(rawValue:)) ?? .logFile
     }
 
     /// The cluster's nodes `plans` as one fleet.

@@ -68,10 +68,18 @@ public final class Domain: Sendable {
         return try await call("state") { try check(virDomainIsActive($0), "read state of \(name)") == 1 }
     }
 
-    /// Starts a defined domain.
-    public func start() async throws {
+    /// Starts a defined domain; `paused` leaves its vCPUs stopped until `resume` (so a console
+    /// stream can be attached before the guest prints anything).
+    public func start(paused: Bool = false) async throws {
         let name = self.name
-        try await call("start") { _ = try check(virDomainCreate($0), "start \(name)") }
+        let flags = paused ? VIR_DOMAIN_START_PAUSED.rawValue : 0
+        try await call("start") { _ = try check(virDomainCreateWithFlags($0, flags), "start \(name)") }
+    }
+
+    /// Lets a paused domain run.
+    public func resume() async throws {
+        let name = self.name
+        try await call("resume") { _ = try check(virDomainResume($0), "resume \(name)") }
     }
 
     /// Pulls the plug. Not an error when the domain is already off.

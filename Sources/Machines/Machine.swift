@@ -137,7 +137,8 @@ public struct Machine: Sendable {
             cpuModel: spec.accelerator == .tcg ? "qemu64" : nil, boot: boot,
             disks: [.init(path: spec.files.disk, format: .qcow2, target: "vda"),
                     .init(path: spec.files.seed, format: .raw, target: "vdb", readOnly: true)],
-            nics: spec.networks.map(\.nic), serialLog: spec.files.serialLog, vncPort: spec.vncPort,
+            nics: spec.networks.map(\.nic), serialLog: spec.console == .logFile ? spec.files.serialLog : nil,
+            vncPort: spec.vncPort,
             vncSocket: spec.vncPort == nil ? spec.files.vncSocket : nil, labels: l)
     }
 
@@ -148,7 +149,18 @@ public struct Machine: Sendable {
             throw VMCtlError("domain \(spec.name) vanished before it could start")
         }
         defer { d.close() }
-        if try await !d.isActive() { try await d.start() }
+        if try await !d.isActive() {
+            switch spec.console {
+            case .logFile:
+                try await d.start()
+            case .stream:
+                // Paused until the stream is attached: the log then holds the boot from its first line.
+                try await d.start(paused: true)
+                let stream = try await d.openConsole()
+                ConsolePump.start(stream, into: spec.files.serialLog)
+                try await d.resume()
+            }
+        }
         // QEMU made the socket before libvirt returned; only its owner (and root) may connect.
         if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
         return offset

@@ -32,6 +32,8 @@ public struct MachineSpec: Sendable {
     public var files: MachineFiles
     /// A TCP VNC port, for machines made before VNC moved to a UNIX socket; nil now.
     public var vncPort: Int?
+    /// How the serial console reaches `files.serialLog`.
+    public var console: ConsoleCapture = .logFile
 
     public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator,
                 boot: BootSource?, rootDisk: OverlayDisk?, networks: [any NetworkAttachment], login: Login,
@@ -45,6 +47,16 @@ public struct MachineSpec: Sendable {
 
     /// Where vmctl reaches the guest's SSH: the first NIC that offers an endpoint.
     public var sshEndpoint: SSHEndpoint? { networks.lazy.compactMap(\.sshEndpoint).first }
+}
+
+/// How a machine's serial console output reaches its log, where readiness is read.
+public enum ConsoleCapture: String, Sendable, Equatable {
+    /// QEMU writes the log itself (the fast path, for a host whose files are local).
+    case logFile = "log-file"
+    /// vmctl reads libvirt's console stream and writes the log: for a host whose files are not
+    /// local (a remote libvirt URI). The domain starts paused, the stream is attached, then it
+    /// resumes, so no early output is lost. The capture lasts as long as the vmctl process.
+    case stream
 }
 
 /// How a machine boots. Part 2 of the machine layer adds firmware boot of a disk with its

@@ -58,7 +58,9 @@ public enum Readiness {
     /// Parses `vmctl-ready HOST UPTIME addrs=A,B` (older images print no addresses).
     public static func parse(_ line: String) -> Report? {
         guard let r = line.range(of: readyMarker) else { return nil }
-        let words = line[r.upperBound...].split(separator: " ").map(String.init)
+        // A log copied from a console stream has the tty's \r\n line ends.
+        let words = line[r.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
+            .split(separator: " ").map(String.init)
         let uptime = words.count > 1 ? Double(words[1]) : nil
         let addrs = words.first { $0.hasPrefix("addrs=") }.map {
             $0.dropFirst(6).split(separator: ",").map(String.init).filter { !$0.isEmpty }

@@ -102,6 +102,7 @@ struct ReadinessTests {
         #expect(r == Readiness.Report(uptime: 12.34, addresses: ["10.0.2.15/24", "10.77.3.11/24"]))
         #expect(Readiness.parse("noise vmctl-ready node2 5.0") == Readiness.Report(uptime: 5.0, addresses: []))
         #expect(Readiness.parse("vmctl-booting 3.1") == nil)
+        #expect(Readiness.parse("vmctl-ready node1 1.5 addrs=10.0.2.15/24\r")?.addresses == ["10.0.2.15/24"])
     }
 
     @Test("the seed's user-data runs bootcmd: kernel quieted, early marker, the poller handed to systemd for the login user")
