@@ -128,21 +128,29 @@ public struct Machine: Sendable {
             bootcmd: Readiness.bootcmd(user: spec.login.user))
     }
 
-    /// The domain: its boot, the overlay and the seed, its NICs, its labels.
+    /// The domain: its boot, the overlay and the seed, its NICs, its labels. Firmware boots
+    /// the overlay first (boot order 1); the seed is never a boot device.
     public func domainSpec() throws -> DomainSpec {
         var l = spec.labels
         l["node"] = spec.hostname
-        let boot: DomainSpec.DirectBoot
+        var boot: DomainSpec.DirectBoot?
+        var uefi: DomainSpec.UEFI?
+        var rootBootOrder: Int?
         switch spec.boot {
         case .kernel(let b):
             boot = .init(kernel: b.kernel, initrd: b.initrd, cmdline: b.cmdline + Self.testHang(spec.hostname))
+        case .firmware(.bios):
+            rootBootOrder = 1  // no <loader>: libvirt's default firmware, SeaBIOS
+        case .firmware(.uefi(let secureBoot)):
+            uefi = .init(secureBoot: secureBoot)  // libvirt picks the OVMF build and makes the NVRAM
+            rootBootOrder = 1
         case nil:
             throw VMCtlError("machine \(spec.hostname) has no boot source")
         }
         return DomainSpec(
             name: spec.name, accelerator: spec.accelerator, memoryMiB: spec.memoryMiB, vcpus: spec.cpus,
-            cpuModel: spec.accelerator == .tcg ? "qemu64" : nil, boot: boot,
-            disks: [.init(path: spec.files.disk, format: .qcow2, target: "vda"),
+            cpuModel: spec.accelerator == .tcg ? "qemu64" : nil, boot: boot, uefi: uefi,
+            disks: [.init(path: spec.files.disk, format: .qcow2, target: "vda", bootOrder: rootBootOrder),
                     .init(path: spec.files.seed, format: .raw, target: "vdb", readOnly: true)],
             nics: spec.networks.map(\.nic), serialLog: spec.files.serialLog, vncPort: spec.vncPort,
             vncSocket: spec.vncPort == nil ? spec.files.vncSocket : nil, labels: l)

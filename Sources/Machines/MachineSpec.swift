@@ -47,11 +47,23 @@ public struct MachineSpec: Sendable {
     public var sshEndpoint: SSHEndpoint? { networks.lazy.compactMap(\.sshEndpoint).first }
 }
 
-/// How a machine boots. Part 2 of the machine layer adds firmware boot of a disk with its
-/// own bootloader (SeaBIOS, UEFI with or without Secure Boot).
+/// How a machine boots: vmctl's own images by direct kernel boot, any disk with a bootloader
+/// of its own (a distribution's cloud image) through firmware. The root disk is a qcow2
+/// overlay on a cached base either way.
 public enum BootSource: Sendable, Equatable {
     /// The image's kernel and initrd booted directly with `cmdline` (vmctl's own images).
     case kernel(DomainSpec.DirectBoot)
+    /// Firmware boots the first disk's own bootloader.
+    case firmware(Firmware)
+
+    /// The firmware that boots a disk with its own bootloader.
+    public enum Firmware: Sendable, Equatable {
+        /// SeaBIOS: the disk needs a BIOS boot path (MBR code, GRUB for i386-pc).
+        case bios
+        /// OVMF: the disk needs an EFI system partition. With Secure Boot, OVMF with
+        /// Microsoft's keys enrolled, so shim must be signed by Microsoft's UEFI CA.
+        case uefi(secureBoot: Bool)
+    }
 
     /// Direct kernel boot of a vmctl image, root on the first disk.
     public static func image(_ image: Image, extraCmdline: String = "") -> BootSource {
