@@ -78,7 +78,7 @@ public struct BootableDisk: Sendable {
                                         ("\(staging)/grub.cfg", "/EFI/BOOT/grub.cfg")]
                                 + (FileManager.default.fileExists(atPath: tree + Self.mokManager)
                                    ? [(tree + Self.mokManager, "/EFI/BOOT/mmx64.efi")] : []))
-        try await Self.format(path, layout.partition(.cidata), label: "CIDATA")
+        if layout.has(.cidata) { try await Self.format(path, layout.partition(.cidata), label: "CIDATA") }
     }
 
     /// `file@@offset`: mtools' way to address a partition inside a disk image.
@@ -104,6 +104,7 @@ public struct BootableDisk: Sendable {
     /// keys chosen then never enter the cached image). The files pass through `staging`, a
     /// directory private to the caller: they hold the host's private key.
     public static func writeSeed(_ files: [String: String], disk: String, layout: DiskLayout, staging parent: String) async throws {
+        guard layout.has(.cidata) else { throw VMCtlError("the disk has no CIDATA partition to write the seed to") }
         let p = layout.partition(.cidata)
         try await format(disk, p, label: "CIDATA")
         let staging = "\(parent)/cidata"

@@ -65,9 +65,11 @@ public enum BootSource: Sendable, Equatable {
         case uefi(secureBoot: Bool)
     }
 
-    /// Direct kernel boot of a vmctl image, root on the first disk.
+    /// How `image` boots: direct kernel boot of a vmctl image, root on the first disk; a
+    /// cloud image (no kernel of its own in the store) through UEFI with Secure Boot.
     public static func image(_ image: Image, extraCmdline: String = "") -> BootSource {
-        .kernel(.init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
+        if image.isCloudImage { return .firmware(.uefi(secureBoot: true)) }
+        return .kernel(.init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
     }
 }
 

@@ -4,11 +4,12 @@ import FoundationXML
 #endif
 import Testing
 @testable import VMCtlSupport
+@testable import Images
 @testable import Libvirt
 @testable import Machines
 @testable import SSH
 
-@Suite("Boot sources: direct kernel boot, SeaBIOS and UEFI")
+@Suite("Boot sources: direct kernel boot, SeaBIOS and UEFI; the cloud image recipe")
 struct BootSourceTests {
     static func machine(_ boot: BootSource) -> Machine {
         Machine(MachineSpec(name: "bs-node1", hostname: "node1", cpus: 2, memoryMiB: 1024, accelerator: .tcg,
@@ -103,5 +104,77 @@ struct BootSourceTests {
                                         labels: [:], files: MachineFiles(directory: "/m/x")),
                             on: try Connection(uri: "test:///default")).domainSpec()
         }
+    }
+
+    @Test("an image boots as it was built: vmctl's by its kernel, a cloud image through UEFI with Secure Boot from disk.qcow2")
+    func imageBoot() {
+        var img = Image(name: "debian-12", hash: "h", created: Date(), directory: "/s/h", user: "vmctl", cmdline: "console=ttyS0",
+                        checks: [], sizeBytes: 0)
+        #expect(BootSource.image(img) == .kernel(.init(kernel: "/s/h/vmlinuz", initrd: "/s/h/initrd.img",
+                                                        cmdline: "root=/dev/vda rw console=ttyS0")))
+        #expect(img.rootDisk == "/s/h/root.qcow2")
+        img.cloudImage = true
+        #expect(BootSource.image(img) == .firmware(.uefi(secureBoot: true)))
+        #expect(img.rootDisk == "/s/h/disk.qcow2")
+        #expect(img.rawDisk == nil)
+    }
+
+    static var imagesDir: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("images").path
+    }
+
+    @Test("debian-12-cloud: a cloud image with shim, GRUB and cloud-init, and none of vmctl's files, units or settings")
+    func cloudRecipe() throws {
+        let store = RecipeStore(directory: Self.imagesDir)
+        let cloud = try store.load("debian-12-cloud")
+        let vm = try store.load("debian-12")
+        #expect(cloud.isCloudImage && !cloud.isBootable && !vm.isCloudImage)
+        #expect(cloud.base == nil && cloud.hardware == nil)
+        for p in ["cloud-init", "openssh-server", "shim-signed", "grub-efi-amd64-signed", "cloud-guest-utils"] {
+            #expect(cloud.packages?.contains(p) == true, "missing \(p)")
+        }
+        let paths = (cloud.files ?? []).map(\.path)
+        #expect(paths.sorted() == ["/etc/default/locale", "/etc/fstab", "/etc/hostname"])
+        #expect(!paths.contains { $0.contains("vmctl") || $0.hasPrefix("/etc/cloud") || $0.hasPrefix("/etc/systemd") })
+        // vmctl's own image has them: this is what the cloud image leaves out.
+        #expect((vm.files ?? []).contains { $0.path == "/etc/cloud/cloud.cfg.d/90_vmctl_datasource.cfg" })
+        #expect(!(cloud.commands ?? []).joined().contains("vmctl"))
+        #expect(cloud.resolvedCmdline.contains("console=ttyS0"))
+        #expect(!cloud.resolvedCmdline.contains("ds=nocloud"))
+        // The flag is part of the disk stage's key only.
+        var plain = cloud
+        plain.cloudImage = nil
+        let m = "http://deb.debian.org/debian"
+        let (a, b) = (ImageBuilder.keys(for: cloud, mirror: m), ImageBuilder.keys(for: plain, mirror: m))
+        #expect(a.rootfs == b.rootfs && a.customize == b.customize && a.disk != b.disk)
+    }
+
+    @Test("cloud_image parses, layers, is dropped by a hardware variant, and excludes bootable")
+    func cloudFlag() throws {
+        let r = try RecipeStore.parse("name: c\ncloud_image: true\n", file: "c.yaml")
+        #expect(r.isCloudImage)
+        var child = Recipe(name: "d")
+        #expect(child.layered(over: r).isCloudImage)
+        child.cloudImage = false
+        #expect(!child.layered(over: r).isCloudImage)
+        var hw = r
+        hw.hardware = Recipe.Hardware()
+        #expect(try !hw.hardwareVariant().isCloudImage)
+        var both = r
+        both.bootable = true
+        #expect { try both.validate() } throws: { "\($0)".contains("cloud_image and bootable") }
+    }
+
+    @Test("a cloud image's disk has no CIDATA partition: ESP then root, aligned, root last")
+    func cloudLayout() {
+        let l = DiskLayout.plan(rootBytes: 512 << 20, cidataBytes: 0, seed: "c")
+        #expect(l.partitions.map(\.role) == [.esp, .root])
+        #expect(l.partitions.map(\.number) == [1, 2])
+        #expect(!l.has(.cidata) && l.has(.esp))
+        #expect(l.partition(.esp).end == l.partition(.root).offset)
+        let s = l.sfdiskScript()
+        #expect(!s.contains("CIDATA") && !s.contains(DiskLayout.basicDataType))
+        #expect(s.contains("start=133120, size=1048576, type=\(DiskLayout.rootType)"))
     }
 }
