@@ -7,6 +7,7 @@ import VMCtlSupport
 /// writes the root filesystem in place, and mtools formats and fills the FAT partitions at
 /// their offsets. The ESP holds Debian's Microsoft-signed shim and Debian-signed GRUB, so the
 /// disk boots with Secure Boot on; GRUB loads the (signed) kernel from the root filesystem.
+/// A layout with a BIOS boot partition also gets GRUB for BIOS (`BIOSBoot`), reading the same grub.cfg.
 public struct BootableDisk: Sendable {
     /// Bumped when the disk's assembly changes (part of the image hash).
     public static let version = "1"
@@ -79,6 +80,7 @@ public struct BootableDisk: Sendable {
                                 + (FileManager.default.fileExists(atPath: tree + Self.mokManager)
                                    ? [(tree + Self.mokManager, "/EFI/BOOT/mmx64.efi")] : []))
         if layout.has(.cidata) { try await Self.format(path, layout.partition(.cidata), label: "CIDATA") }
+        if layout.has(.biosBoot) { try await BIOSBoot.install(tree: tree, disk: path, layout: layout, staging: staging) }
     }
 
     /// `file@@offset`: mtools' way to address a partition inside a disk image.

@@ -13,7 +13,7 @@ public struct DiskLayout: Codable, Sendable, Equatable {
     /// The backup GPT: 32 sectors of entries plus its header.
     public static let backupGPTBytes: UInt64 = 33 * sectorSize
 
-    public enum Role: String, Codable, Sendable { case esp, cidata, root }
+    public enum Role: String, Codable, Sendable { case biosBoot = "bios-boot", esp, cidata, root }
 
     public struct Partition: Codable, Sendable, Equatable {
         public var role: Role
@@ -29,6 +29,8 @@ public struct DiskLayout: Codable, Sendable, Equatable {
         public var end: UInt64 { offset + size }
     }
 
+    /// GRUB's BIOS boot partition: raw space for core.img (no filesystem).
+    public static let biosBootType = "21686148-6449-6E6F-744E-656564454649"
     public static let espType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
     public static let basicDataType = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
     /// The Discoverable Partitions Specification's "Linux root (x86-64)".
@@ -47,14 +49,15 @@ public struct DiskLayout: Codable, Sendable, Equatable {
 
     /// A layout for a root filesystem of at least `rootBytes`. UUIDs derive from `seed`
     /// (the image hash), so the same inputs give the same disk. `cidataBytes` 0: no CIDATA
-    /// partition (a cloud image, whose seed comes from outside).
+    /// partition (a cloud image, whose seed comes from outside). `biosBootBytes` above 0: a BIOS
+    /// boot partition first, for GRUB's core.img (a disk that also boots through BIOS).
     public static func plan(rootBytes: UInt64, espBytes: UInt64 = 64 << 20, cidataBytes: UInt64 = 8 << 20,
-                            seed: String) -> DiskLayout {
+                            biosBootBytes: UInt64 = 0, seed: String) -> DiskLayout {
         func up(_ n: UInt64) -> UInt64 { (n + alignment - 1) / alignment * alignment }
         var offset = alignment
         var parts: [Partition] = []
-        let wanted = [(Role.esp, "EFI", espType, espBytes), (.cidata, "CIDATA", basicDataType, cidataBytes),
-                      (.root, "root", rootType, rootBytes)].filter { $0.3 > 0 }
+        let wanted = [(Role.biosBoot, "BIOS", biosBootType, biosBootBytes), (.esp, "EFI", espType, espBytes),
+                      (.cidata, "CIDATA", basicDataType, cidataBytes), (.root, "root", rootType, rootBytes)].filter { $0.3 > 0 }
         for (i, (role, name, type, size)) in wanted.enumerated() {
             let s = up(size)
             parts.append(Partition(role: role, number: i + 1, name: name, type: type,

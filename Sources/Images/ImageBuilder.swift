@@ -104,7 +104,7 @@ public struct ImageBuilder: Sendable {
         } else {
             progress("\(name): stage customize: cached")
         }
-        progress("\(name): stage disk: " + (recipe.isCloudImage ? "cloud image (GPT, ESP, root; no CIDATA) as one qcow2"
+        progress("\(name): stage disk: " + (recipe.isCloudImage ? "cloud image as one qcow2 (GPT, bootloaders, root; no CIDATA)"
             : "mkfs.ext4 -d, qcow2, kernel, initrd" + (recipe.isBootable ? ", UEFI disk (GPT, ESP, CIDATA)" : "")))
         let img = try await DiskStage(recipe: recipe, hash: keys.disk).run(tree: tree, storeDir: state.imageStore)
         try store.tag(img)

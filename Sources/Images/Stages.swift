@@ -160,10 +160,13 @@ struct DiskStage {
 
     /// A cloud image the way distributions publish them: the partitioned disk (GPT, ESP with
     /// shim and GRUB, root; no CIDATA) converted to one qcow2, and nothing else: no root
-    /// filesystem image, kernel or initrd beside it.
+    /// filesystem image, kernel or initrd beside it. An image with GRUB's BIOS modules
+    /// (grub-pc-bin) also gets a BIOS boot partition, so it boots through SeaBIOS too.
     func cloudImage(tree: String, in tmp: String, final: String) async throws -> Image {
         let (used, count) = try await Self.usage(of: tree)
-        let layout = DiskLayout.plan(rootBytes: DiskLayout.rootSize(usedBytes: used, files: count), cidataBytes: 0, seed: hash)
+        let bios = FileManager.default.fileExists(atPath: "\(tree)\(BIOSBoot.modules)/boot.img")
+        let layout = DiskLayout.plan(rootBytes: DiskLayout.rootSize(usedBytes: used, files: count), cidataBytes: 0,
+                                     biosBootBytes: bios ? 1 << 20 : 0, seed: hash)
         let raw = "\(tmp)/\(Image.rawDiskName)"
         try await BootableDisk(layout: layout, cmdline: recipe.resolvedCmdline, title: recipe.name).write(tree: tree, to: raw)
         let disk = "\(tmp)/\(Image.cloudDiskName)"

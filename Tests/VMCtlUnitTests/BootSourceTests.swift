@@ -131,7 +131,7 @@ struct BootSourceTests {
         let vm = try store.load("debian-12")
         #expect(cloud.isCloudImage && !cloud.isBootable && !vm.isCloudImage)
         #expect(cloud.base == nil && cloud.hardware == nil)
-        for p in ["cloud-init", "openssh-server", "shim-signed", "grub-efi-amd64-signed", "cloud-guest-utils"] {
+        for p in ["cloud-init", "openssh-server", "shim-signed", "grub-efi-amd64-signed", "grub-pc-bin", "cloud-guest-utils"] {
             #expect(cloud.packages?.contains(p) == true, "missing \(p)")
         }
         let paths = (cloud.files ?? []).map(\.path)
@@ -176,5 +176,44 @@ struct BootSourceTests {
         let s = l.sfdiskScript()
         #expect(!s.contains("CIDATA") && !s.contains(DiskLayout.basicDataType))
         #expect(s.contains("start=133120, size=1048576, type=\(DiskLayout.rootType)"))
+    }
+
+    @Test("a cloud image that also boots through BIOS: a 1 MiB BIOS boot partition first, then ESP and root; GRUB's prefix names the ESP")
+    func biosLayout() {
+        let l = DiskLayout.plan(rootBytes: 512 << 20, cidataBytes: 0, biosBootBytes: 1 << 20, seed: "c")
+        #expect(l.partitions.map(\.role) == [.biosBoot, .esp, .root])
+        #expect(l.partitions.map(\.number) == [1, 2, 3])
+        #expect(l.partition(.biosBoot).offset == 1 << 20 && l.partition(.biosBoot).size == 1 << 20)
+        #expect(l.partition(.biosBoot).end == l.partition(.esp).offset)
+        #expect(l.sfdiskScript().contains("start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649"))
+        #expect(BIOSBoot.prefix(espNumber: l.partition(.esp).number) == "(,gpt2)/EFI/debian")
+        // Without it, nothing moves: the hardware variant's disk stays as it was.
+        #expect(DiskLayout.plan(rootBytes: 512 << 20, seed: "c").partitions.map(\.role) == [.esp, .cidata, .root])
+    }
+
+    @Test("GRUB for BIOS: boot.img keeps the disk's signature and partition table and points at core.img; core.img's block list names the rest of it")
+    func biosPatch() throws {
+        var sector0 = [UInt8](repeating: 0, count: 512)
+        for i in 0x1b8..<0x1fe { sector0[i] = UInt8(i & 0xff) }           // disk signature, protective MBR entry
+        sector0[0x1fe] = 0x55; sector0[0x1ff] = 0xaa
+        var boot = [UInt8](repeating: 0xcc, count: 512)
+        boot[0x66] = 0xeb; boot[0x67] = 0x05
+        var core = [UInt8](repeating: 0xdd, count: 512 * 3 + 100)         // 4 sectors once padded
+        core[500..<512] = [2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0x20, 0x08]      // grub-mkimage's defaults
+        let (b, c) = try BIOSBoot.patch(sector0: sector0, bootImage: boot, coreImage: core, coreLBA: 2048, roomBytes: 1 << 20)
+        #expect(b.count == 512 && c.count == 4 * 512)
+        #expect(Array(b[0x1b8..<0x1fe]) == Array(sector0[0x1b8..<0x1fe]))  // partition table untouched
+        #expect(Array(b[0x03..<0x5a]) == Array(sector0[0x03..<0x5a]))      // no BPB from boot.img
+        #expect(Array(b[0..<3]) == [0xcc, 0xcc, 0xcc] && b[0x5a] == 0xcc)   // GRUB's code otherwise
+        #expect(Array(b[0x5c..<0x64]) == [0x00, 0x08, 0, 0, 0, 0, 0, 0])    // core.img at LBA 2048
+        #expect(b[0x64] == 0xff && b[0x66] == 0x90 && b[0x67] == 0x90)
+        #expect(Array(c[500..<512]) == [0x01, 0x08, 0, 0, 0, 0, 0, 0, 3, 0, 0x20, 0x08])  // LBA 2049, 3 sectors, 0x820
+        #expect(Array(c[0..<500]) == Array(core[0..<500]) && c.last == 0)
+        #expect(throws: VMCtlError.self) {
+            try BIOSBoot.patch(sector0: sector0, bootImage: boot, coreImage: core, coreLBA: 2048, roomBytes: 3 * 512)
+        }
+        #expect(throws: VMCtlError.self) {
+            try BIOSBoot.patch(sector0: sector0, bootImage: Array(boot[0..<440]), coreImage: core, coreLBA: 2048, roomBytes: 1 << 20)
+        }
     }
 }
