@@ -5,7 +5,7 @@ import VMCtlSupport
 
 /// Builds images from recipes in three cached stages:
 /// 1. `rootfs`: packages, by mmdebstrap, into a tarball;
-/// 2. `customize`: files, commands, vmctl's readiness unit and the seal, into a directory;
+/// 2. `customize`: files, commands and the seal, into a directory;
 /// 3. `disk`: mkfs.ext4 -d into a qcow2, plus kernel and initrd (or, for a cloud image, one
 ///    partitioned qcow2 with its own bootloader).
 /// Each stage is keyed by the hash of its inputs, so changing a file redoes only stages 2–3.

@@ -30,7 +30,7 @@ struct RootfsStage {
     }
 }
 
-/// Stage 2: recipe files and commands, vmctl's readiness unit, then the seal.
+/// Stage 2: recipe files and commands, then the seal.
 struct CustomizeStage {
     let recipe: Recipe
     /// Where fetched binaries are cached by checksum.
