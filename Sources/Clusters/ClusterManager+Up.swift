@@ -20,6 +20,11 @@ extension ClusterManager {
         }
         try state.ensureWritable()
         let image = try ImageStore(state: state).image(named: spec.image)
+        guard !image.isCloudImage else {
+            // Nodes boot by the image's kernel (and `--accel auto` probes with it); a cloud image has none.
+            throw VMCtlError.usage("image \(spec.image) is a cloud image, booted through firmware: clusters boot vmctl's own images "
+                + "by their kernel and cannot use it yet; use an image such as debian-12")
+        }
         let p = paths(name)
         let target = try HypervisorTarget.resolve(connect: options.connect, defaultRoot: p.libvirtRoot)
         _ = try Command.require("qemu-img")

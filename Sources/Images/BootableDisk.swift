@@ -7,6 +7,7 @@ import VMCtlSupport
 /// writes the root filesystem in place, and mtools formats and fills the FAT partitions at
 /// their offsets. The ESP holds Debian's Microsoft-signed shim and Debian-signed GRUB, so the
 /// disk boots with Secure Boot on; GRUB loads the (signed) kernel from the root filesystem.
+/// A layout with a BIOS boot partition also gets GRUB for BIOS (`BIOSBoot`), reading the same grub.cfg.
 public struct BootableDisk: Sendable {
     /// Bumped when the disk's assembly changes (part of the image hash).
     public static let version = "1"
@@ -78,7 +79,8 @@ public struct BootableDisk: Sendable {
                                         ("\(staging)/grub.cfg", "/EFI/BOOT/grub.cfg")]
                                 + (FileManager.default.fileExists(atPath: tree + Self.mokManager)
                                    ? [(tree + Self.mokManager, "/EFI/BOOT/mmx64.efi")] : []))
-        try await Self.format(path, layout.partition(.cidata), label: "CIDATA")
+        if layout.has(.cidata) { try await Self.format(path, layout.partition(.cidata), label: "CIDATA") }
+        if layout.has(.biosBoot) { try await BIOSBoot.install(tree: tree, disk: path, layout: layout, staging: staging) }
     }
 
     /// `file@@offset`: mtools' way to address a partition inside a disk image.
@@ -104,6 +106,7 @@ public struct BootableDisk: Sendable {
     /// keys chosen then never enter the cached image). The files pass through `staging`, a
     /// directory private to the caller: they hold the host's private key.
     public static func writeSeed(_ files: [String: String], disk: String, layout: DiskLayout, staging parent: String) async throws {
+        guard layout.has(.cidata) else { throw VMCtlError("the disk has no CIDATA partition to write the seed to") }
         let p = layout.partition(.cidata)
         try await format(disk, p, label: "CIDATA")
         let staging = "\(parent)/cidata"

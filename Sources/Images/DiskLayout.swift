@@ -3,8 +3,9 @@ import Foundation
 import VMCtlSupport
 
 /// The partitioned disk of a bootable image: GPT with an EFI system partition, a small
-/// `CIDATA` partition (cloud-init's NoCloud seed on hardware) and the root filesystem last,
-/// so it can grow to fill whatever disk it is written to. Pure arithmetic: tests check it.
+/// `CIDATA` partition (cloud-init's NoCloud seed on hardware; a cloud image has none, its
+/// seed comes from outside) and the root filesystem last, so it can grow to fill whatever
+/// disk it is written to. Pure arithmetic: tests check it.
 public struct DiskLayout: Codable, Sendable, Equatable {
     public static let sectorSize: UInt64 = 512
     /// Every partition starts on a 1 MiB boundary (what partitioners and SSDs expect).
@@ -12,7 +13,7 @@ public struct DiskLayout: Codable, Sendable, Equatable {
     /// The backup GPT: 32 sectors of entries plus its header.
     public static let backupGPTBytes: UInt64 = 33 * sectorSize
 
-    public enum Role: String, Codable, Sendable { case esp, cidata, root }
+    public enum Role: String, Codable, Sendable { case biosBoot = "bios-boot", esp, cidata, root }
 
     public struct Partition: Codable, Sendable, Equatable {
         public var role: Role
@@ -28,6 +29,8 @@ public struct DiskLayout: Codable, Sendable, Equatable {
         public var end: UInt64 { offset + size }
     }
 
+    /// GRUB's BIOS boot partition: raw space for core.img (no filesystem).
+    public static let biosBootType = "21686148-6449-6E6F-744E-656564454649"
     public static let espType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
     public static let basicDataType = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
     /// The Discoverable Partitions Specification's "Linux root (x86-64)".
@@ -41,16 +44,21 @@ public struct DiskLayout: Codable, Sendable, Equatable {
 
     public func partition(_ role: Role) -> Partition { partitions.first { $0.role == role }! }
 
+    /// Whether the layout has a partition for `role` (a cloud image has no CIDATA).
+    public func has(_ role: Role) -> Bool { partitions.contains { $0.role == role } }
+
     /// A layout for a root filesystem of at least `rootBytes`. UUIDs derive from `seed`
-    /// (the image hash), so the same inputs give the same disk.
+    /// (the image hash), so the same inputs give the same disk. `cidataBytes` 0: no CIDATA
+    /// partition (a cloud image, whose seed comes from outside). `biosBootBytes` above 0: a BIOS
+    /// boot partition first, for GRUB's core.img (a disk that also boots through BIOS).
     public static func plan(rootBytes: UInt64, espBytes: UInt64 = 64 << 20, cidataBytes: UInt64 = 8 << 20,
-                            seed: String) -> DiskLayout {
+                            biosBootBytes: UInt64 = 0, seed: String) -> DiskLayout {
         func up(_ n: UInt64) -> UInt64 { (n + alignment - 1) / alignment * alignment }
         var offset = alignment
         var parts: [Partition] = []
-        for (i, (role, name, type, size)) in [(Role.esp, "EFI", espType, espBytes),
-                                               (.cidata, "CIDATA", basicDataType, cidataBytes),
-                                               (.root, "root", rootType, rootBytes)].enumerated() {
+        let wanted = [(Role.biosBoot, "BIOS", biosBootType, biosBootBytes), (.esp, "EFI", espType, espBytes),
+                      (.cidata, "CIDATA", basicDataType, cidataBytes), (.root, "root", rootType, rootBytes)].filter { $0.3 > 0 }
+        for (i, (role, name, type, size)) in wanted.enumerated() {
             let s = up(size)
             parts.append(Partition(role: role, number: i + 1, name: name, type: type,
                                    uuid: uuid(seed, "part-\(name)"), offset: offset, size: s))

@@ -1,7 +1,9 @@
 import Foundation
 import VMCtlSupport
 
-/// A built image in the store: a qcow2 root filesystem plus its kernel and initrd.
+/// A built image in the store: a qcow2 root filesystem plus its kernel and initrd (vmctl's
+/// own images, booted directly), or one partitioned qcow2 with its own bootloader (a cloud
+/// image, booted through firmware).
 public struct Image: Codable, Sendable, Equatable {
     public var name: String
     /// Hash of every input that went into it; also its directory name in the store.
@@ -16,15 +18,21 @@ public struct Image: Codable, Sendable, Equatable {
     /// Cluster bootstrap from the recipe (nil for images without one).
     public var bootstrap: [BootstrapStep]?
     public var roles: [String: [String]]?
-    /// For bootable images: the partitioned UEFI disk's layout (`disk.raw`).
+    /// For bootable images: the partitioned UEFI disk's layout (`disk.raw`, or `disk.qcow2`
+    /// for a cloud image).
     public var layout: DiskLayout?
+    /// A cloud image (recipe `cloud_image: true`): only `disk.qcow2`, no kernel or initrd.
+    public var cloudImage: Bool?
     public static let rawDiskName = "disk.raw"
+    public static let cloudDiskName = "disk.qcow2"
 
-    public var rootDisk: String { "\(directory)/root.qcow2" }
+    public var isCloudImage: Bool { cloudImage ?? false }
+    /// The qcow2 that machines' overlays sit on: the root filesystem, or a cloud image's whole disk.
+    public var rootDisk: String { "\(directory)/\(isCloudImage ? Self.cloudDiskName : "root.qcow2")" }
     public var kernel: String { "\(directory)/vmlinuz" }
     public var initrd: String { "\(directory)/initrd.img" }
     /// The bootable raw disk, when the image has one.
-    public var rawDisk: String? { layout == nil ? nil : "\(directory)/\(Self.rawDiskName)" }
+    public var rawDisk: String? { layout == nil || isCloudImage ? nil : "\(directory)/\(Self.rawDiskName)" }
     /// Signed EFI loaders kept beside a bootable image: shimx64.efi, gcdx64.efi, mmx64.efi.
     public var efiDirectory: String { "\(directory)/efi" }
     public var shortHash: String { String(hash.prefix(12)) }
@@ -34,7 +42,7 @@ public struct Image: Codable, Sendable, Equatable {
     public func shareWithQemu(at dir: String? = nil) throws {
         let dir = dir ?? directory
         try FileAccess.directory(dir, qemu: true)
-        for f in ["root.qcow2", "vmlinuz", "initrd.img", Self.rawDiskName] where FileManager.default.fileExists(atPath: "\(dir)/\(f)") {
+        for f in ["root.qcow2", "vmlinuz", "initrd.img", Self.rawDiskName, Self.cloudDiskName] where FileManager.default.fileExists(atPath: "\(dir)/\(f)") {
             // A shared libvirtd (dynamic ownership) may hold it relabelled for a running guest:
             // taking it back would break its bookkeeping, and QEMU can read it either way.
             if FileAccess.qemuCanRead("\(dir)/\(f)") { continue }

@@ -5,8 +5,9 @@ import VMCtlSupport
 
 /// Builds images from recipes in three cached stages:
 /// 1. `rootfs`: packages, by mmdebstrap, into a tarball;
-/// 2. `customize`: files, commands, vmctl's readiness unit and the seal, into a directory;
-/// 3. `disk`: mkfs.ext4 -d into a qcow2, plus kernel and initrd.
+/// 2. `customize`: files, commands and the seal, into a directory;
+/// 3. `disk`: mkfs.ext4 -d into a qcow2, plus kernel and initrd (or, for a cloud image, one
+///    partitioned qcow2 with its own bootloader).
 /// Each stage is keyed by the hash of its inputs, so changing a file redoes only stages 2–3.
 /// Every stage writes to a temporary path and renames into place: an interrupted build
 /// leaves nothing half-made in the cache.
@@ -59,7 +60,8 @@ public struct ImageBuilder: Sendable {
                      String(decoding: (try? enc.encode(recipe.checks ?? [])) ?? Data(), as: UTF8.self),
                      String(decoding: (try? enc.encode(recipe.bootstrap ?? [])) ?? Data(), as: UTF8.self),
                      String(decoding: (try? enc.encode(recipe.roles ?? [:])) ?? Data(), as: UTF8.self)]
-        let bootable = recipe.isBootable ? ["bootable", BootableDisk.version] : []
+        let bootable = recipe.isBootable ? ["bootable", BootableDisk.version]
+            : recipe.isCloudImage ? ["cloud", BootableDisk.version] : []
         let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize] + usage + bootable)
         return StageKeys(rootfs: rootfs, customize: customize, disk: disk)
     }
@@ -102,7 +104,8 @@ public struct ImageBuilder: Sendable {
         } else {
             progress("\(name): stage customize: cached")
         }
-        progress("\(name): stage disk: mkfs.ext4 -d, qcow2, kernel, initrd" + (recipe.isBootable ? ", UEFI disk (GPT, ESP, CIDATA)" : ""))
+        progress("\(name): stage disk: " + (recipe.isCloudImage ? "cloud image as one qcow2 (GPT, bootloaders, root; no CIDATA)"
+            : "mkfs.ext4 -d, qcow2, kernel, initrd" + (recipe.isBootable ? ", UEFI disk (GPT, ESP, CIDATA)" : "")))
         let img = try await DiskStage(recipe: recipe, hash: keys.disk).run(tree: tree, storeDir: state.imageStore)
         try store.tag(img)
         pruneStages(keep: [tarball, tree])

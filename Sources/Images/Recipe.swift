@@ -100,6 +100,11 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var hardware: Hardware?
     /// Also build the partitioned UEFI disk (`disk.raw`): set for hardware variants.
     public var bootable: Bool?
+    /// Build a cloud image the way distributions publish them instead: one qcow2
+    /// (`disk.qcow2`) with a GPT, the signed shim and GRUB on an EFI system partition and the
+    /// root filesystem; no CIDATA partition (the seed comes from outside, as in any cloud),
+    /// and no kernel or initrd for direct boot. Machines boot it through firmware.
+    public var cloudImage: Bool?
 
     /// Suffix of the hardware variant's name.
     public static let hardwareSuffix = "-hw"
@@ -107,6 +112,7 @@ public struct Recipe: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, description, base, distribution, suite, components, mirror, variant, kernel, packages
         case excludePaths = "exclude_paths", files, commands, cmdline, user, rootSize = "root_size", checks, roles, bootstrap, fetch, hardware, bootable
+        case cloudImage = "cloud_image"
     }
 
     public init(name: String) { self.name = name }
@@ -136,6 +142,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         r.fetch = (base.fetch ?? []) + (fetch ?? [])
         r.hardware = hardware.map { $0.layered(over: base.hardware) } ?? base.hardware
         r.bootable = bootable ?? base.bootable
+        r.cloudImage = cloudImage ?? base.cloudImage
         return r
     }
 
@@ -157,6 +164,7 @@ public struct Recipe: Codable, Sendable, Equatable {
         r.cmdline = h.cmdline ?? cmdline
         r.hardware = nil
         r.bootable = true
+        r.cloudImage = nil
         return r
     }
 
@@ -170,6 +178,7 @@ public struct Recipe: Codable, Sendable, Equatable {
     public var resolvedRootSize: String { rootSize ?? "2G" }
     public var resolvedCmdline: String { cmdline ?? "console=ttyS0" }
     public var isBootable: Bool { bootable ?? false }
+    public var isCloudImage: Bool { cloudImage ?? false }
 
     /// Checks the recipe makes sense before anything is built.
     public func validate() throws {
@@ -178,6 +187,10 @@ public struct Recipe: Codable, Sendable, Equatable {
         }
         guard ["debian", "ubuntu"].contains(resolvedDistribution) else {
             throw VMCtlError.usage("recipe \(name): distribution '\(resolvedDistribution)' is not supported (debian, ubuntu)")
+        }
+        if isCloudImage && isBootable {
+            throw VMCtlError.usage("recipe \(name): cloud_image and bootable exclude each other "
+                + "(a cloud image is one qcow2 booted through firmware; bootable adds a USB disk): keep one")
         }
         guard ByteSize.parse(resolvedRootSize) != nil else {
             throw VMCtlError.usage("recipe \(name): root_size '\(resolvedRootSize)' is not a size like 2G or 1536M")

@@ -30,7 +30,7 @@ struct RootfsStage {
     }
 }
 
-/// Stage 2: recipe files and commands, vmctl's readiness unit, then the seal.
+/// Stage 2: recipe files and commands, then the seal.
 struct CustomizeStage {
     let recipe: Recipe
     /// Where fetched binaries are cached by checksum.
@@ -108,6 +108,12 @@ struct DiskStage {
         try? fm.removeItem(atPath: tmp)
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         do {
+            if recipe.isCloudImage {
+                var img = try await cloudImage(tree: tree, in: tmp, final: final)
+                try publish(img, from: tmp, as: final, in: storeDir)
+                img.directory = final
+                return img
+            }
             let size = ByteSize.parse(recipe.resolvedRootSize) ?? (2 << 30)
             let raw = "\(tmp)/root.raw"
             guard fm.createFile(atPath: raw, contents: nil), truncate(raw, off_t(size)) == 0 else {
@@ -143,18 +149,47 @@ struct DiskStage {
                             sizeBytes: (attrs[.size] as? UInt64) ?? 0,
                             bootstrap: recipe.bootstrap, roles: recipe.roles, layout: layout)
             try AtomicFile.writeJSON(img, to: "\(tmp)/manifest.json")
-            try img.shareWithQemu(at: tmp)
-            // Durable before it is visible: the build's files, then its name in the store.
-            try AtomicFile.syncTree(tmp)
-            try? fm.removeItem(atPath: final)
-            try fm.moveItem(atPath: tmp, toPath: final)
-            try AtomicFile.syncDirectory(storeDir)
+            try publish(img, from: tmp, as: final, in: storeDir)
             img.directory = final
             return img
         } catch {
             try? fm.removeItem(atPath: tmp)
             throw error
         }
+    }
+
+    /// A cloud image the way distributions publish them: the partitioned disk (GPT, ESP with
+    /// shim and GRUB, root; no CIDATA) converted to one qcow2, and nothing else: no root
+    /// filesystem image, kernel or initrd beside it. An image with GRUB's BIOS modules
+    /// (grub-pc-bin) also gets a BIOS boot partition, so it boots through SeaBIOS too.
+    func cloudImage(tree: String, in tmp: String, final: String) async throws -> Image {
+        let (used, count) = try await Self.usage(of: tree)
+        let bios = FileManager.default.fileExists(atPath: "\(tree)\(BIOSBoot.modules)/boot.img")
+        let layout = DiskLayout.plan(rootBytes: DiskLayout.rootSize(usedBytes: used, files: count), cidataBytes: 0,
+                                     biosBootBytes: bios ? 1 << 20 : 0, seed: hash)
+        let raw = "\(tmp)/\(Image.rawDiskName)"
+        try await BootableDisk(layout: layout, cmdline: recipe.resolvedCmdline, title: recipe.name).write(tree: tree, to: raw)
+        let disk = "\(tmp)/\(Image.cloudDiskName)"
+        try await Command("qemu-img", ["convert", "-q", "-O", "qcow2", raw, disk]).checkedAsync()
+        try FileManager.default.removeItem(atPath: raw)
+        let attrs = try FileManager.default.attributesOfItem(atPath: disk)
+        let img = Image(name: recipe.name, hash: hash, created: Date(), directory: final,
+                        user: recipe.resolvedUser, cmdline: recipe.resolvedCmdline, checks: recipe.checks ?? [],
+                        sizeBytes: (attrs[.size] as? UInt64) ?? 0,
+                        bootstrap: recipe.bootstrap, roles: recipe.roles, layout: layout, cloudImage: true)
+        try AtomicFile.writeJSON(img, to: "\(tmp)/manifest.json")
+        return img
+    }
+
+    /// Makes the build in `tmp` the store's entry `final`: readable by QEMU, durable before
+    /// it is visible (the build's files, then its name in the store).
+    func publish(_ img: Image, from tmp: String, as final: String, in storeDir: String) throws {
+        let fm = FileManager.default
+        try img.shareWithQemu(at: tmp)
+        try AtomicFile.syncTree(tmp)
+        try? fm.removeItem(atPath: final)
+        try fm.moveItem(atPath: tmp, toPath: final)
+        try AtomicFile.syncDirectory(storeDir)
     }
 
     /// Bytes the tree occupies on disk and how many entries it has.

@@ -122,25 +122,7 @@ public struct Machine: Sendable {
     }
 
     /// The domain: its boot, the overlay and the seed, its NICs, its labels.
-    public func domainSpec() throws -> DomainSpec {
-        var l = spec.labels
-        l["node"] = spec.hostname
-        let boot: DomainSpec.DirectBoot
-        switch spec.boot {
-        case .kernel(let b):
-            boot = .init(kernel: b.kernel, initrd: b.initrd, cmdline: b.cmdline + Self.testHang(spec.hostname))
-        case nil:
-            throw VMCtlError("machine \(spec.hostname) has no boot source")
-        }
-        return DomainSpec(
-            name: spec.name, accelerator: spec.accelerator, memoryMiB: spec.memoryMiB, vcpus: spec.cpus,
-            cpuModel: spec.accelerator == .tcg ? "qemu64" : nil, boot: boot,
-            disks: [.init(path: spec.files.disk, format: .qcow2, target: "vda"),
-                    .init(path: spec.files.seed, format: .raw, target: "vdb", readOnly: true)],
-            nics: spec.networks.map(\.nic), serialLog: spec.console == .logFile ? spec.files.serialLog : nil,
-            vncPort: spec.vncPort,
-            vncSocket: spec.vncPort == nil ? spec.files.vncSocket : nil, labels: l)
-    }
+    public func domainSpec() throws -> DomainSpec { try spec.domainSpec() }
 
     /// Starts the domain; returns the serial-log offset its boot output starts at.
     public func start() async throws -> UInt64 {
@@ -356,5 +338,36 @@ public struct NodeFailure: Error, CustomStringConvertible, Sendable {
     public var description: String {
         "\(node): \(reason)" + (serialTail.isEmpty ? "" : "\n  last serial output:\n    "
             + serialTail.split(separator: "\n").joined(separator: "\n    "))
+    }
+}
+
+extension MachineSpec {
+    /// The domain: its boot, the overlay and the seed, its NICs, its labels. Firmware boots
+    /// the overlay first (boot order 1); the seed is never a boot device.
+    public func domainSpec() throws -> DomainSpec {
+        var l = labels
+        l["node"] = hostname
+        var direct: DomainSpec.DirectBoot?
+        var uefi: DomainSpec.UEFI?
+        var rootBootOrder: Int?
+        switch boot {
+        case .kernel(let b):
+            direct = .init(kernel: b.kernel, initrd: b.initrd, cmdline: b.cmdline + Machine.testHang(hostname))
+        case .firmware(.bios):
+            rootBootOrder = 1  // no <loader>: libvirt's default firmware, SeaBIOS
+        case .firmware(.uefi(let secureBoot)):
+            uefi = .init(secureBoot: secureBoot)  // libvirt picks the OVMF build and makes the NVRAM
+            rootBootOrder = 1
+        case nil:
+            throw VMCtlError("machine \(hostname) has no boot source")
+        }
+        return DomainSpec(
+            name: name, accelerator: accelerator, memoryMiB: memoryMiB, vcpus: cpus,
+            cpuModel: accelerator == .tcg ? "qemu64" : nil, boot: direct, uefi: uefi,
+            disks: [.init(path: files.disk, format: .qcow2, target: "vda", bootOrder: rootBootOrder),
+                    .init(path: files.seed, format: .raw, target: "vdb", readOnly: true)],
+            nics: networks.map(\.nic), serialLog: console == .logFile ? files.serialLog : nil,
+            vncPort: vncPort,
+            vncSocket: vncPort == nil ? files.vncSocket : nil, labels: l)
     }
 }

@@ -59,15 +59,29 @@ public enum ConsoleCapture: String, Sendable, Equatable {
     case stream
 }
 
-/// How a machine boots. Part 2 of the machine layer adds firmware boot of a disk with its
-/// own bootloader (SeaBIOS, UEFI with or without Secure Boot).
+/// How a machine boots: vmctl's own images by direct kernel boot, any disk with a bootloader
+/// of its own (a distribution's cloud image) through firmware. The root disk is a qcow2
+/// overlay on a cached base either way.
 public enum BootSource: Sendable, Equatable {
     /// The image's kernel and initrd booted directly with `cmdline` (vmctl's own images).
     case kernel(DomainSpec.DirectBoot)
+    /// Firmware boots the first disk's own bootloader.
+    case firmware(Firmware)
 
-    /// Direct kernel boot of a vmctl image, root on the first disk.
+    /// The firmware that boots a disk with its own bootloader.
+    public enum Firmware: Sendable, Equatable {
+        /// SeaBIOS: the disk needs a BIOS boot path (MBR code, GRUB for i386-pc).
+        case bios
+        /// OVMF: the disk needs an EFI system partition. With Secure Boot, OVMF with
+        /// Microsoft's keys enrolled, so shim must be signed by Microsoft's UEFI CA.
+        case uefi(secureBoot: Bool)
+    }
+
+    /// How `image` boots: direct kernel boot of a vmctl image, root on the first disk; a
+    /// cloud image (no kernel of its own in the store) through UEFI with Secure Boot.
     public static func image(_ image: Image, extraCmdline: String = "") -> BootSource {
-        .kernel(.init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
+        if image.isCloudImage { return .firmware(.uefi(secureBoot: true)) }
+        return .kernel(.init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
     }
 }
 
