@@ -161,9 +161,6 @@ final class BootProgress: @unchecked Sendable {
     private var lastSize: UInt64
     private var lastGrowth = ContinuousClock.now
     private var reached = false
-    /// Silence counts only from a guest that prints: one with no serial console says nothing
-    /// by design, and SSH probes decide for it.
-    private var printed = false
 
     init(policy: BootStall.Policy?, log: String) {
         self.policy = policy
@@ -183,8 +180,8 @@ final class BootProgress: @unchecked Sendable {
         if reached { return nil }
         let now = ContinuousClock.now
         let size = SerialLogWatcher.size(log)
-        if size != lastSize { lastSize = size; lastGrowth = now; printed = true }
-        if printed, now - lastGrowth > p.silence { return "no serial output for \(Int(p.silence.secondsDouble)) s before userspace started" }
+        if size != lastSize { lastSize = size; lastGrowth = now }
+        if now - lastGrowth > p.silence { return "no serial output for \(Int(p.silence.secondsDouble)) s before userspace started" }
         if now - start > p.limit { return "userspace did not start within \(Int(p.limit.secondsDouble)) s" }
         return nil
     }

@@ -24,9 +24,10 @@ extension RealVMTests {
             let line = try #require(r.err.split(separator: "\n").first { $0.contains("logs kept in") })
             let report = String(try #require(line.split(separator: " ").last))
             #expect(report.hasPrefix("\(VMFixture.home)/reports/\(name)-"))
-            let serial = try String(contentsOfFile: "\(report)/node1.serial.log", encoding: .utf8)
-            // Kernel messages stay on the console: the log shows where the boot stopped.
-            #expect(serial.contains("/bin/sleep"), "\(serial.suffix(800))")
+            // The node's serial log is kept (at loglevel=4 a kernel stuck in init=/bin/sleep
+            // prints nothing, so it may be empty: the summary says why it was reset).
+            #expect(FileManager.default.fileExists(atPath: "\(report)/node1.serial.log"))
+            #expect(try String(contentsOfFile: "\(report)/summary.txt", encoding: .utf8).contains("no serial output for 15 s"))
             #expect(FileManager.default.fileExists(atPath: "\(report)/node1.qemu.log"))
             #expect(try String(contentsOfFile: "\(report)/summary.txt", encoding: .utf8).contains("node1"))
         }
