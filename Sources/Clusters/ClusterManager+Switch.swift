@@ -52,11 +52,13 @@ extension ClusterManager {
         }.map(\.plan)
     }
 
-    /// Powers `plans` off through libvirt (their disks stay) so they boot again onto the
-    /// new switch, and records them as stopped.
+    /// Shuts `plans` down (their disks stay) so they boot again onto the new switch, and
+    /// records them as stopped.
     func powerOffForRestart(_ plans: [NodePlan], state s: ClusterState, connection: Connection, image: Image,
                             writer: StateWriter) async throws {
-        try await fleet(s, plans, connection: connection, image: image).run { _, m in try await m.1.powerOff() }
+        // A clean shutdown, not a pulled plug: what the guest wrote at its first boot (cloud-init's
+        // records, its network config) may not be on disk yet, and losing it breaks the next boot.
+        try await fleet(s, plans, connection: connection, image: image).run { _, m in try await m.1.stop(grace: .seconds(30)) }
         for plan in plans { try await writer.setPhase(plan.name, .stopped) }
     }
 }
