@@ -68,6 +68,11 @@ public struct GuestWatch: Sendable {
         case .timedOut:
             throw NodeFailure(node: node, reason: "no '\(marker)' line on its serial console in time",
                               serialTail: SerialLogWatcher.tail(log), code: .nodeTimeout)
+        case .stopped(let why) where stall != nil && why == Self.stoppedReason && !progress.reachedUserspace:
+            // QEMU went away before userspace started (seen once in a fresh-clone run, at 6 s):
+            // like a hung boot, the node is started again on the same disk and seed.
+            throw BootStall(node: node, reason: "the guest stopped before userspace started",
+                            lastLine: SerialLogWatcher.tail(log, lines: 1))
         case .stopped(let why):
             throw NodeFailure(node: node, reason: why, serialTail: SerialLogWatcher.tail(log))
         case .cancelled:
@@ -80,8 +85,11 @@ public struct GuestWatch: Sendable {
     func notRunning() async -> String? {
         guard let d = try? await connection.domain(named: domainName) else { return "domain is gone" }
         defer { d.close() }
-        return (try? await d.isActive()) == false ? "the guest stopped" : nil
+        return (try? await d.isActive()) == false ? Self.stoppedReason : nil
     }
+
+    /// Why the watch ends when the domain is no longer running.
+    static let stoppedReason = "the guest stopped"
 
     /// Waits until the domain is off (a guest that powers itself off).
     public func waitStopped(deadline: ContinuousClock.Instant) async throws {
@@ -166,6 +174,12 @@ final class BootProgress: @unchecked Sendable {
         self.policy = policy
         self.log = log
         lastSize = SerialLogWatcher.size(log)
+    }
+
+    /// Whether userspace has announced itself (a stall policy is set and its marker was seen).
+    var reachedUserspace: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return reached
     }
 
     func saw(_ line: String) {
