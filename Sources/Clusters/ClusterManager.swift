@@ -108,7 +108,7 @@ public struct ClusterManager: Sendable {
             networks: networks,
             login: Login(user: s.user, key: KeyPair(privateKeyPath: paths(s.name).privateKey), hostKey: plan.hostKey),
             hosts: s.nodes.compactMap { n in n.plan.clusterIP.map { ($0, [n.plan.name]) } },
-            labels: Self.labels(cluster: s.name, state: state), files: MachineFiles(directory: plan.directory),
+            labels: Self.labels(cluster: s.name, state: state), files: plan.files,
             vncPort: plan.vncPort)
         var machine = spec
         machine.console = Self.consoleCapture()

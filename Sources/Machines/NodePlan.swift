@@ -30,13 +30,14 @@ public struct NodePlan: Codable, Sendable, Equatable {
         self.clusterMAC = clusterMAC; self.directory = directory; self.hostKey = hostKey
     }
 
-    public var disk: String { "\(directory)/disk.qcow2" }
-    public var seed: String { "\(directory)/seed.iso" }
-    public var serialLog: String { "\(directory)/serial.log" }
-    public var hostKeyPath: String { "\(directory)/ssh_host_ed25519_key" }
-    /// QEMU's VNC socket, in a directory only QEMU's user (and root) can enter.
-    public var vncDirectory: String { "\(directory)/vnc" }
-    public var vncSocket: String { "\(vncDirectory)/vnc.sock" }
+    /// The node's files, named once by the machine layer.
+    public var files: MachineFiles { MachineFiles(directory: directory) }
+    public var disk: String { files.disk }
+    public var seed: String { files.seed }
+    public var serialLog: String { files.serialLog }
+    public var hostKeyPath: String { files.hostKey }
+    public var vncDirectory: String { files.vncDirectory }
+    public var vncSocket: String { files.vncSocket }
     /// The cluster address without its prefix length.
     public var clusterIP: String? { clusterAddress.map { String($0.split(separator: "/")[0]) } }
 }
