@@ -6,7 +6,7 @@ VMCTL   := .build/debug/vmctl
 PREREQS := .build/.prereqs-ok
 
 .PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
-        vm-status vm-info vm-stop vm-start vm-clean usb bench doctor install uninstall clean
+        vm-status vm-info vm-stop vm-start vm-clean usb bench soak doctor install uninstall clean
 
 all: build
 
@@ -71,6 +71,12 @@ usb: build
 # Markdown table of timings against bare QEMU in the same run.
 bench: image
 	bash scripts/bench.sh
+
+# Hung boots counted: NODES nodes booted in clusters of SIZE, resets and their evidence reported.
+NODES ?= 60
+SIZE  ?= 3
+soak: build
+	NODES=$(NODES) SIZE=$(SIZE) bash scripts/boot-soak.sh
 
 # Installation: the binary, bash/zsh/fish completions (from vmctl itself) and a man page (from
 # swift-argument-parser's generate-manual plugin). DESTDIR stages it (`make install DESTDIR=/tmp/inst`);

@@ -138,8 +138,11 @@ extension ClusterManager {
             try await fleet(s, plans, connection: connection, image: image).run { name, member in
                 let (plan, machine) = member
                 do {
-                    try await machine.ensure(deadline: deadline, stall: .standard(nodes: count), onReset: { stalled, n in
-                        events(.note("\(stalled); resetting it (\(n) of 2)", elapsed: elapsed()))
+                    try await machine.ensure(deadline: deadline, stall: .standard(nodes: count), onReset: { e in
+                        let report = FailureReport.writeReset(state: state, cluster: s.name, node: plan,
+                                                              embeddedRoot: s.embeddedRoot, evidence: e)
+                        events(.note("\(e.stall); QEMU \(e.qemuStatus.replacingOccurrences(of: "VM status: ", with: "")), \(e.cpuSummary); "
+                                     + "resetting it (\(e.attempt) of 2)" + (report.map { "; evidence in \($0)" } ?? ""), elapsed: elapsed()))
                     }, onCloudInit: {
                         events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
                     }, progress: { p in

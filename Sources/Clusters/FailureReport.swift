@@ -39,6 +39,42 @@ enum FailureReport {
         }
     }
 
+    /// The evidence of a boot that stalled and is about to be reset, kept even when the reset
+    /// boot succeeds (hung boots are rare, and the cause is in the first one): the stall, QEMU's
+    /// run state and registers, and the node's serial and QEMU logs as they were.
+    /// `$STATE/reports/CLUSTER-NODE-resetN-TIME/`, pruned with the failure reports.
+    static func writeReset(state: StateDir, cluster: String, node: NodePlan, embeddedRoot: String?,
+                           evidence e: StallEvidence, now: Date = Date()) -> String? {
+        let reports = "\(state.root)/reports"
+        let dir = "\(reports)/\(cluster)-\(node.name)-reset\(e.attempt)-\(stamp(now))"
+        do {
+            try FileAccess.directory(reports)
+            try FileAccess.directory(dir)
+            let summary = """
+                vmctl reset \(node.name) of cluster \(cluster) (reset \(e.attempt)) at \(stamp(now))
+                stall: \(e.stall)
+                QEMU: \(e.qemuStatus)
+                vCPU 0: \(e.cpuSummary)
+
+                last serial lines of this boot:
+                \(e.serialTail.isEmpty ? "(none)" : e.serialTail)
+
+                registers (info registers -a):
+                \(e.registers)
+
+                """
+            try AtomicFile.write(summary, to: "\(dir)/summary.txt")
+            try copyTail(node.serialLog, to: "\(dir)/\(node.name).serial.log")
+            if let root = embeddedRoot {
+                try copyTail("\(root)/log/qemu/\(node.domainName).log", to: "\(dir)/\(node.name).qemu.log")
+            }
+            prune(reports)
+            return dir
+        } catch {
+            return nil
+        }
+    }
+
     static func stamp(_ date: Date) -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")

@@ -133,6 +133,19 @@ public final class Domain: Sendable {
         }
     }
 
+    /// Asks QEMU's human monitor (`info registers`, `info status`) through libvirt-qemu: for
+    /// diagnosis only (libvirt marks the domain tainted, which changes nothing else).
+    public func monitor(_ command: String) async throws -> String {
+        let name = self.name
+        return try await call("monitor") { d in
+            var out: UnsafeMutablePointer<CChar>? = nil
+            try check(virDomainQemuMonitorCommand(d, command, &out, UInt32(VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP.rawValue)),
+                      "ask QEMU of \(name) '\(command)'")
+            defer { free(out) }
+            return out.map { String(cString: $0) } ?? ""
+        }
+    }
+
     /// vmctl's labels from the domain's `<metadata>` (empty when it has none: not vmctl's).
     public func labels() async throws -> [String: String] {
         let name = self.name

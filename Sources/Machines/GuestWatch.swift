@@ -160,6 +160,26 @@ public struct BootStall: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// What vmctl saw of a stalled boot before resetting it, for the user and for a report.
+public struct StallEvidence: Sendable {
+    public let stall: BootStall
+    /// Which reset this is (1-based).
+    public let attempt: Int
+    /// QEMU's `info status` (`VM status: running` for a guest spinning or halted in the kernel).
+    public let qemuStatus: String
+    /// QEMU's `info registers -a`: each vCPU's instruction pointer and state.
+    public let registers: String
+    /// The last lines this boot printed ("" when it printed nothing).
+    public let serialTail: String
+
+    /// The first vCPU's instruction pointer and halt state, in one phrase ("RIP=… HLT=1").
+    public var cpuSummary: String {
+        let fields = registers.split(whereSeparator: \.isWhitespace)
+        let rip = fields.first { $0.hasPrefix("RIP=") }, hlt = fields.first { $0.hasPrefix("HLT=") }
+        return [rip, hlt].compactMap { $0.map(String.init) }.joined(separator: " ")
+    }
+}
+
 /// What the stall check knows: when the log last grew and whether userspace has announced itself.
 final class BootProgress: @unchecked Sendable {
     private let lock = NSLock()

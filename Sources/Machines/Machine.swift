@@ -51,7 +51,7 @@ public struct Machine: Sendable {
     /// if stopped, leaves a running one alone. `deadline` bounds the wait for readiness.
     @discardableResult
     public func ensure(deadline: ContinuousClock.Instant, stall: BootStall.Policy? = .standard(), resets: Int = 2,
-                       onReset: @escaping @Sendable (BootStall, Int) -> Void = { _, _ in },
+                       onReset: @escaping @Sendable (StallEvidence) -> Void = { _ in },
                        onCloudInit: @escaping @Sendable () -> Void = {},
                        progress: @escaping @Sendable (Progress) async throws -> Void = { _ in })
         async throws -> (action: Action, hostKey: HostKeyPin) {
@@ -154,7 +154,7 @@ public struct Machine: Sendable {
     /// same disk and seed) up to `resets` times, each announced through `onReset`.
     public func waitReady(from offset: UInt64, deadline: ContinuousClock.Instant,
                           stall: BootStall.Policy? = .standard(), resets: Int = 2,
-                          onReset: @escaping @Sendable (BootStall, Int) -> Void = { _, _ in },
+                          onReset: @escaping @Sendable (StallEvidence) -> Void = { _ in },
                           onCloudInit: @escaping @Sendable () -> Void = {}) async throws -> String {
         var offset = offset
         var attempt = 0
@@ -167,7 +167,7 @@ public struct Machine: Sendable {
                                       serialTail: SerialLogWatcher.tail(spec.files.serialLog), code: .nodeTimeout)
                 }
                 attempt += 1
-                onReset(stalled, attempt)
+                onReset(await evidence(of: stalled, attempt: attempt, since: offset))
                 offset = try await reset()
             }
         }
@@ -209,6 +209,20 @@ public struct Machine: Sendable {
             }
             throw CancellationError()  // unreachable: the watch returns or throws
         }
+    }
+
+    /// What QEMU and the serial log show of a stalled boot, read before it is reset: the run
+    /// state, every vCPU's registers (where the guest spins or halted) and this boot's last lines.
+    func evidence(of stall: BootStall, attempt: Int, since offset: UInt64) async -> StallEvidence {
+        var status = "", registers = ""
+        if let d = try? await connection.domain(named: spec.name) {
+            defer { d.close() }
+            status = (try? await d.monitor("info status")) ?? "(QEMU did not answer)"
+            registers = (try? await d.monitor("info registers -a")) ?? "(QEMU did not answer)"
+        }
+        let grown = SerialLogWatcher.size(spec.files.serialLog) > offset
+        return StallEvidence(stall: stall, attempt: attempt, qemuStatus: status.trimmingCharacters(in: .whitespacesAndNewlines),
+                             registers: registers, serialTail: grown ? SerialLogWatcher.tail(spec.files.serialLog, lines: 40) : "")
     }
 
     /// Pulls the plug and starts the machine again on the same disk and seed; returns the

@@ -16,6 +16,16 @@ struct BootStallTests {
         return dir
     }
 
+    @Test("the evidence of a reset names vCPU 0's instruction pointer and halt state from QEMU's CRLF registers dump")
+    func evidenceSummary() {
+        let dump = "\r\nCPU#0\r\nRAX=000000000001ad40 RBX=0000000000000000\r\nRIP=ffffffff8fc0dfeb RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\r\nES =0000\r\nCPU#1\r\nRIP=0000000000000000 HLT=0\r\n"
+        let e = StallEvidence(stall: BootStall(node: "node1", reason: "no serial output for 90 s before userspace started", lastLine: ""),
+                              attempt: 1, qemuStatus: "VM status: running", registers: dump, serialTail: "")
+        #expect(e.cpuSummary == "RIP=ffffffff8fc0dfeb HLT=1")
+        let none = StallEvidence(stall: e.stall, attempt: 1, qemuStatus: "", registers: "(QEMU did not answer)", serialTail: "")
+        #expect(none.cpuSummary == "")
+    }
+
     @Test("a silent log stalls; output resets the clock; once userspace announced itself nothing stalls")
     func progress() throws {
         let dir = try Self.tempDir()

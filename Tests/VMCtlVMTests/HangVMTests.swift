@@ -30,6 +30,15 @@ extension RealVMTests {
             #expect(try String(contentsOfFile: "\(report)/summary.txt", encoding: .utf8).contains("no serial output for 15 s"))
             #expect(FileManager.default.fileExists(atPath: "\(report)/node1.qemu.log"))
             #expect(try String(contentsOfFile: "\(report)/summary.txt", encoding: .utf8).contains("node1"))
+            // Each reset kept QEMU's view of the stalled boot: its run state and vCPU registers.
+            let reports = try FileManager.default.contentsOfDirectory(atPath: "\(VMFixture.home)/reports")
+            for n in 1...2 {
+                let dir = try #require(reports.first { $0.hasPrefix("\(name)-node1-reset\(n)-") }, "\(reports)")
+                let summary = try String(contentsOfFile: "\(VMFixture.home)/reports/\(dir)/summary.txt", encoding: .utf8)
+                #expect(summary.contains("QEMU: VM status: running") && summary.contains("RIP="), "\(summary)")
+                #expect(FileManager.default.fileExists(atPath: "\(VMFixture.home)/reports/\(dir)/node1.qemu.log"))
+            }
+            #expect(r.out.contains("evidence in \(VMFixture.home)/reports/\(name)-node1-reset1-"), "\(r.out)")
         }
     }
 }
