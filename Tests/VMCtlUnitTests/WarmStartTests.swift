@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+@testable import CloudInit
+@testable import Libvirt
+@testable import Machines
+
+@Suite("Warm start: libvirt save files and a clone's identity")
+struct WarmStartTests {
+    @Test("a save file's header, XML and cookie are written as libvirt 9.0 lays them out and read back; the stream follows")
+    func saveImageRoundTrip() throws {
+        let img = SaveImage(xml: "<domain type='qemu'><name>c1-node1</name></domain>\n", cookie: "<cookie><cpu/></cookie>\n",
+                            wasRunning: true)
+        let head = img.encoded()
+        #expect(head.count % 4096 == 0)
+        let bytes = [UInt8](head)
+        #expect(Array(bytes[0..<16]) == Array("LibvirtQemudSave".utf8))
+        func u32(_ at: Int) -> UInt32 { bytes[at..<at + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        #expect(u32(16) == 2 && u32(20) == UInt32(head.count - 92) && u32(24) == 1 && u32(28) == 0)
+        #expect(u32(32) == UInt32(img.xml.utf8.count + 1))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("save-\(UUID()).img").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try (head + Data("QEVM\0\0\0\u{3}stream".utf8)).write(to: URL(fileURLWithPath: path))
+        let back = try SaveImage.read(path)
+        #expect(back.xml == img.xml && back.cookie == img.cookie && back.wasRunning)
+        #expect(back.streamOffset == UInt64(head.count))
+        let h = try #require(FileHandle(forReadingAtPath: path))
+        try h.seek(toOffset: back.streamOffset)
+        #expect(try h.read(upToCount: 4) == Data("QEVM".utf8))
+        try h.close()
+    }
+
+    @Test("an unfinished save, a compressed one and a file that is not a save are refused with the reason")
+    func saveImageRefusals() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("save-\(UUID()).img").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var partial = [UInt8](SaveImage(xml: "<domain/>", cookie: nil, wasRunning: true).encoded())
+        partial.replaceSubrange(0..<16, with: Array("LibvirtQemudPart".utf8))
+        try Data(partial).write(to: URL(fileURLWithPath: path))
+        #expect(throws: SaveImage.FormatError.self) { try SaveImage.read(path) }
+        do { _ = try SaveImage.read(path) } catch { #expect("\(error)".contains("did not finish")) }
+        var compressed = [UInt8](SaveImage(xml: "<domain/>", cookie: nil, wasRunning: true).encoded())
+        compressed[28] = 1
+        try Data(compressed).write(to: URL(fileURLWithPath: path))
+        do { _ = try SaveImage.read(path); Issue.record("compressed save accepted") } catch { #expect("\(error)".contains("compressed")) }
+        try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: path))
+        do { _ = try SaveImage.read(path); Issue.record("a script accepted") } catch { #expect("\(error)".contains("header")) }
+    }
+
+    static func identity() -> WarmIdentity {
+        WarmIdentity(hostname: "node2", machineID: "0123456789abcdef0123456789abcdef", user: "vmctl",
+                     authorizedKeys: ["ssh-ed25519 AAAAC3Nza vmctl"],
+                     hostKey: .init(privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc'\"$x\n-----END OPENSSH PRIVATE KEY-----\n",
+                                    publicKey: "ssh-ed25519 AAAAhost node2 host key"),
+                     etcHosts: "127.0.0.1 localhost\n192.168.76.12 node2\n",
+                     nics: [(templateMAC: "52:54:00:aa:00:02", mac: "52:54:00:bb:00:02", addresses: ["192.168.76.12/24"])],
+                     now: 1_764_480_000.25, entropy: [UInt8](repeating: 7, count: 64))
+    }
+
+    @Test("the identity script is valid sh, ends with the end marker, carries contents base64-encoded, and orders clock, RNG, MAC, address, sshd")
+    func identityScript() throws {
+        let s = Self.identity().script()
+        #expect(s.hasSuffix("\n\(WarmIdentity.endMarker)\n"))
+        #expect(!s.contains("BEGIN OPENSSH"))  // keys travel base64-encoded, never quoted
+        #expect(s.contains(Data("-----BEGIN OPENSSH PRIVATE KEY-----\nabc'\"$x\n-----END OPENSSH PRIVATE KEY-----\n".utf8).base64EncodedString()))
+        #expect(s.contains("date -u -s @1764480000.250"))
+        let order = ["date -u -s", "0x5207", "/etc/hostname", "/etc/machine-id", "ssh_host_ed25519_key",
+                     "address 52:54:00:bb:00:02", "ip addr replace 192.168.76.12/24", "systemctl start ssh.service"]
+        let positions = order.map { s.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil }, "\(order)")
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
+        // sh -n: the script (without its end marker) parses.
+        let body = s.replacingOccurrences(of: "\(WarmIdentity.endMarker)\n", with: "")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-n", "-c", body]
+        try p.run(); p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(WarmIdentity.newMachineID().count == 32 && WarmIdentity.newMachineID() != WarmIdentity.newMachineID())
+    }
+}
