@@ -117,8 +117,14 @@ extension ClusterManager {
                                   events: @escaping ClusterEventSink) async throws -> ClusterState {
         let s = await writer.state
         let deadline = ContinuousClock.now + options.timeout
-        try await bootAll(s.nodes.map(\.plan), state: s, connection: connection, image: image, writer: writer,
-                          deadline: deadline, elapsed: elapsed, events: events)
+        if options.warm, let snapshot = await warmSnapshot(s, image: image, connection: connection, deadline: deadline,
+                                                           elapsed: elapsed, events: events) {
+            try await restoreAll(s.nodes.map(\.plan), from: snapshot, state: s, connection: connection, image: image,
+                                 writer: writer, deadline: deadline, elapsed: elapsed, events: events)
+        } else {
+            try await bootAll(s.nodes.map(\.plan), state: s, connection: connection, image: image, writer: writer,
+                              deadline: deadline, elapsed: elapsed, events: events)
+        }
         try writeOpenSSHFiles(await writer.state)
         try await runBootstrap(writer, image: image, deadline: deadline, elapsed: elapsed, events: events)
         try await writer.update { $0.phase = .running }
@@ -161,12 +167,17 @@ extension ClusterManager {
                 }
             }
         } catch let f as FleetFailure {
-            let nodes = f.failures.compactMap { ($0.error as? NodeFailure)?.node }
-            let head = nodes.isEmpty ? "\(f.failures.count) node(s) did not come up"
-                : "node(s) \(nodes.sorted().joined(separator: ", ")) did not come up"
-            let errors = f.failures.map(\.error)
-            throw VMCtlError(.init(commonTo: errors) ?? .nodeFailed, message: head + ":\n" + errors.map { "  \($0)" }.joined(separator: "\n"),
-                             cause: errors.count == 1 ? errors[0] : nil)
+            throw Self.upFailure(f)
         }
+    }
+
+    /// One error naming every node of `f` that failed, with each one's reason.
+    static func upFailure(_ f: FleetFailure) -> VMCtlError {
+        let nodes = f.failures.compactMap { ($0.error as? NodeFailure)?.node }
+        let head = nodes.isEmpty ? "\(f.failures.count) node(s) did not come up"
+            : "node(s) \(nodes.sorted().joined(separator: ", ")) did not come up"
+        let errors = f.failures.map(\.error)
+        return VMCtlError(.init(commonTo: errors) ?? .nodeFailed, message: head + ":\n" + errors.map { "  \($0)" }.joined(separator: "\n"),
+                          cause: errors.count == 1 ? errors[0] : nil)
     }
 }

@@ -13,9 +13,12 @@ public struct ClusterOptions: Sendable {
     public var accel: AccelRequest
     public var timeout: Duration
     public var keepOnFailure: Bool
+    /// Nodes restored from a warm snapshot of the image and shape (made first if missing).
+    public var warm: Bool
     public init(name: String = "default", connect: String? = nil, accel: AccelRequest = .auto,
-                timeout: Duration = .seconds(600), keepOnFailure: Bool = false) {
+                timeout: Duration = .seconds(600), keepOnFailure: Bool = false, warm: Bool = false) {
         self.name = name; self.connect = connect; self.accel = accel; self.timeout = timeout; self.keepOnFailure = keepOnFailure
+        self.warm = warm
     }
 }
 

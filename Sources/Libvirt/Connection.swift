@@ -71,6 +71,15 @@ public final class Connection: Sendable {
         }
     }
 
+    /// libvirt's own version (major*1_000_000 + minor*1000 + release).
+    public func libraryVersion() async throws -> UInt {
+        try await call("version") { c in
+            var v: UInt = 0
+            try check(virConnectGetLibVersion(c, &v), "read libvirt version")
+            return v
+        }
+    }
+
     /// Defines (persistently) a domain from XML; replaces an inactive definition of the same name.
     public func define(xml: String) async throws -> Domain {
         try await call("define") { [self] c in
@@ -79,6 +88,14 @@ public final class Connection: Sendable {
             }
             return Domain(handle: d, connection: self)
         }
+    }
+
+    /// Starts a guest from libvirt's save file at `path` (a regular file, or a FIFO a writer
+    /// fills with a header, the XML, then the stream), as the XML in the file says: paused
+    /// when `paused`, else running. No cache bypass: that would need O_DIRECT, which a FIFO lacks.
+    public func restore(from path: String, paused: Bool = false) async throws {
+        let flags = paused ? VIR_DOMAIN_SAVE_PAUSED.rawValue : VIR_DOMAIN_SAVE_RUNNING.rawValue
+        try await call("restore") { c in _ = try check(virDomainRestoreFlags(c, path, nil, flags), "restore a guest from \(path)") }
     }
 
     /// The domain called `name`, or nil when there is none.

@@ -133,6 +133,13 @@ public final class Domain: Sendable {
         }
     }
 
+    /// Saves the running guest's memory and device state to `path` (libvirt's save file) and
+    /// stops it; the domain stays defined. Restored with `Connection.restore`.
+    public func save(to path: String) async throws {
+        let name = self.name
+        try await call("save") { _ = try check(virDomainSaveFlags($0, path, nil, 0), "save \(name) to \(path)") }
+    }
+
     /// Asks QEMU's human monitor (`info registers`, `info status`) through libvirt-qemu: for
     /// diagnosis only (libvirt marks the domain tainted, which changes nothing else).
     public func monitor(_ command: String) async throws -> String {

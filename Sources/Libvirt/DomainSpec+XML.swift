@@ -9,6 +9,7 @@ extension DomainSpec {
         w.element("domain", ["type": accelerator == .kvm ? "kvm" : "qemu",
                              "xmlns:qemu": "http://libvirt.org/schemas/domain/qemu/1.0"]) { w in
             w.leaf("name", [:], name)
+            if let uuid { w.leaf("uuid", [:], uuid) }
             if !labels.isEmpty {
                 w.element("metadata") { w in
                     w.element("vmctl:labels", ["xmlns:vmctl": Self.metadataNamespace]) { w in
@@ -94,6 +95,12 @@ extension DomainSpec {
             w.empty("target", ["port": "0"])
         }
         w.element("console", ["type": "pty"]) { w in w.empty("target", ["type": "serial", "port": "0"]) }
+        if let channel {
+            w.element("channel", ["type": "unix"]) { w in
+                w.empty("source", ["mode": "bind", "path": channel.socket])
+                w.empty("target", ["type": "virtio", "name": channel.name])
+            }
+        }
         if let socket = vncSocket {
             w.element("graphics", ["type": "vnc"]) { w in w.empty("listen", ["type": "socket", "socket": socket]) }
             w.element("video") { w in w.empty("model", ["type": "vga", "vram": "16384", "heads": "1"]) }

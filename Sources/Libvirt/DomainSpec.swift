@@ -63,6 +63,18 @@ public struct DomainSpec: Sendable, Equatable {
     public var vncSocket: String?
     /// vmctl's own labels, stored in the domain's `<metadata>` so state can be rebuilt from libvirt.
     public var labels: [String: String]
+    /// A virtio-serial port of vmctl's own (`name` in the guest's /dev/virtio-ports), on a UNIX
+    /// socket QEMU listens on at `socket`: how a clone restored from a warm snapshot gets its
+    /// identity before it has a network.
+    public var channel: Channel?
+    /// The domain's UUID; nil lets libvirt choose one.
+    public var uuid: String?
+
+    public struct Channel: Sendable, Equatable {
+        public var name: String
+        public var socket: String
+        public init(name: String, socket: String) { self.name = name; self.socket = socket }
+    }
 
     public struct UEFI: Sendable, Equatable {
         public var secureBoot: Bool
@@ -71,11 +83,12 @@ public struct DomainSpec: Sendable, Equatable {
 
     public init(name: String, accelerator: Accelerator, memoryMiB: Int, vcpus: Int, cpuModel: String?,
                 boot: DirectBoot?, uefi: UEFI? = nil, disks: [Disk], nics: [NIC], serialLog: String?,
-                vncPort: Int?, vncSocket: String? = nil, labels: [String: String] = [:]) {
+                vncPort: Int?, vncSocket: String? = nil, labels: [String: String] = [:],
+                channel: Channel? = nil, uuid: String? = nil) {
         self.name = name; self.accelerator = accelerator; self.memoryMiB = memoryMiB; self.vcpus = vcpus
         self.cpuModel = cpuModel; self.boot = boot; self.uefi = uefi; self.disks = disks; self.nics = nics
         self.serialLog = serialLog; self.vncPort = vncPort; self.vncSocket = vncSocket
-        self.labels = labels
+        self.labels = labels; self.channel = channel; self.uuid = uuid
     }
 
     /// The metadata namespace vmctl's labels live under.

@@ -85,28 +85,9 @@ public struct Machine: Sendable {
     /// Makes the machine's files (overlay disk, host key, seed) and defines its domain.
     /// Returns the pin of the host key it generated.
     public func create() async throws -> HostKeyPin {
-        guard let rootDisk = spec.rootDisk, spec.boot != nil else {
-            throw VMCtlError("machine \(spec.hostname) cannot be created: its image is not known (it can only be stopped or removed)")
-        }
-        let f = spec.files
-        let fm = FileManager.default
-        // QEMU (libvirt-qemu) reaches its files by name through directories it cannot list.
-        try FileAccess.directory((f.directory as NSString).deletingLastPathComponent, qemu: true)
-        try FileAccess.directory(f.directory, qemu: true)
-        try Self.makeVNCDirectory(f.vncDirectory)
-        try await Command("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", rootDisk.base,
-                                       f.disk, String(rootDisk.sizeBytes)]).checkedAsync()
-        try FileAccess.shareWithQemu(f.disk, writable: true)
-        try Self.makeSerialLog(f.serialLog)
-        try? fm.removeItem(atPath: f.hostKey)
-        try? fm.removeItem(atPath: f.hostKey + ".pub")
-        let hostKey = try await KeyPair.generate(at: f.hostKey, comment: "\(spec.hostname) host key")
-        let pin = try hostKey.pin()
-        // The seed carries the machine's host private key: QEMU's group may read it, nobody else.
-        try await SeedISO.write(try SeedISO.files(for: seedConfig(hostKey: hostKey)), to: f.seed)
-        try FileAccess.shareWithQemu(f.seed)
+        let hostKey = try await makeFiles(seed: { try seedConfig(hostKey: $0) })
         try await connection.define(xml: try domainSpec().xml()).close()
-        return pin
+        return try hostKey.pin()
     }
 
     /// The NoCloud seed: hostname, login, host key, every NIC's configuration, /etc/hosts.
@@ -382,6 +363,7 @@ extension MachineSpec {
                     .init(path: files.seed, format: .raw, target: "vdb", readOnly: true)],
             nics: networks.map(\.nic), serialLog: console == .logFile ? files.serialLog : nil,
             vncPort: vncPort,
-            vncSocket: vncPort == nil ? files.vncSocket : nil, labels: l)
+            vncSocket: vncPort == nil ? files.vncSocket : nil, labels: l,
+            channel: .init(name: WarmIdentity.portName, socket: files.identitySocket), uuid: uuid)
     }
 }

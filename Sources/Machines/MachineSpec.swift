@@ -34,6 +34,9 @@ public struct MachineSpec: Sendable {
     public var vncPort: Int?
     /// How the serial console reaches `files.serialLog`.
     public var console: ConsoleCapture = .logFile
+    /// The domain's UUID when vmctl must know it before libvirt does (a warm clone's restore
+    /// and its definition name the same domain); nil lets libvirt choose.
+    public var uuid: String?
 
     public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator,
                 boot: BootSource?, rootDisk: OverlayDisk?, networks: [any NetworkAttachment], login: Login,
@@ -116,4 +119,8 @@ public struct MachineFiles: Sendable, Equatable, Codable {
     /// QEMU's VNC socket, in a directory only QEMU's user (and root) can enter.
     public var vncDirectory: String { "\(directory)/vnc" }
     public var vncSocket: String { "\(vncDirectory)/vnc.sock" }
+    /// QEMU's end of vmctl's identity port (warm clones get their identity through it).
+    public var identitySocket: String { "\(vncDirectory)/identity.sock" }
+    /// Where a warm clone's save file (header and XML, then the snapshot's stream) is fed to libvirt.
+    public var restoreFIFO: String { "\(directory)/restore.fifo" }
 }

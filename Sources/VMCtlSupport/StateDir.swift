@@ -24,6 +24,8 @@ public struct StateDir: Sendable, Equatable {
     }
 
     public var images: String { "\(root)/images" }
+    /// Warm snapshots: booted guests saved once per image and shape.
+    public var warm: String { "\(root)/images/warm" }
     public var imageStore: String { "\(root)/images/store" }
     public var imageStages: String { "\(root)/images/stages" }
     public var imageTags: String { "\(root)/images/tags" }

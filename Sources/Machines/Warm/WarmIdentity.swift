@@ -46,18 +46,20 @@ public struct WarmIdentity: Sendable {
         randomBytes(16).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// `content` written to `path` with `mode`, through base64 (no quoting of keys or names).
+    /// `content` written to `path` (double-quoted: `$home` expands) with `mode`, through base64
+    /// (no quoting of keys or names).
     static func file(_ path: String, _ content: String, mode: String) -> String {
         let b64 = Data(content.utf8).base64EncodedString()
-        return "umask 077; printf '%s' '\(b64)' | base64 -d > '\(path).vmctl-new' && chmod \(mode) '\(path).vmctl-new' && mv -f '\(path).vmctl-new' '\(path)'"
+        return "umask 077; printf '%s' '\(b64)' | base64 -d > \"\(path).vmctl-new\" && chmod \(mode) \"\(path).vmctl-new\" && mv -f \"\(path).vmctl-new\" \"\(path)\""
     }
 
     /// The script, ending with `endMarker` on a line of its own. Every name in it comes from
     /// vmctl's validated spec; contents travel base64-encoded.
-    public func script() -> String {
-        let home = "$(getent passwd \(user) | cut -d: -f6)"
+    public func script(then more: String = "") -> String {
+        let home = "$home"
         var lines = [
             "set -u",
+            "home=$(getent passwd \(user) | cut -d: -f6); [ -n \"$home\" ] || { echo 'no user \(user)'; exit 1; }",
             "say() { echo \"\(Self.appliedMarker) $*\" > /dev/ttyS0; }",
             // The clock: the template's stopped when it was saved.
             "date -u -s @\(String(format: "%.3f", now)) >/dev/null",
@@ -72,15 +74,16 @@ public struct WarmIdentity: Sendable {
             "rm -f /etc/ssh/ssh_host_*",
             Self.file("/etc/ssh/ssh_host_ed25519_key", hostKey.privateKey.hasSuffix("\n") ? hostKey.privateKey : hostKey.privateKey + "\n", mode: "600"),
             Self.file("/etc/ssh/ssh_host_ed25519_key.pub", hostKey.publicKey + "\n", mode: "644"),
-            "install -d -m 700 -o \(user) -g \(user) \(home)/.ssh",
+            "install -d -m 700 -o \(user) -g \(user) \"\(home)/.ssh\"",
             Self.file("\(home)/.ssh/authorized_keys", authorizedKeys.joined(separator: "\n") + "\n", mode: "600"),
-            "chown \(user):\(user) \(home)/.ssh/authorized_keys",
+            "chown \(user):\(user) \"\(home)/.ssh/authorized_keys\"",
         ]
         for n in nics {
             lines.append("dev=$(grep -l -x '\(n.templateMAC)' /sys/class/net/*/address | head -1 | cut -d/ -f5)")
             lines.append("[ -n \"$dev\" ] || { say failed: no NIC with MAC \(n.templateMAC); exit 1; }")
             if n.mac != n.templateMAC {
-                lines.append("ip link set dev \"$dev\" down && ip link set dev \"$dev\" address \(n.mac)")
+                // virtio-net changes its MAC live (it tells QEMU); otherwise down, change, up.
+                lines.append("ip link set dev \"$dev\" address \(n.mac) 2>/dev/null || { ip link set dev \"$dev\" down; ip link set dev \"$dev\" address \(n.mac); }")
             }
             lines.append("ip link set dev \"$dev\" up")
             for a in n.addresses {
@@ -91,8 +94,9 @@ public struct WarmIdentity: Sendable {
             "systemctl unmask --runtime ssh.service >/dev/null 2>&1; systemctl unmask --runtime sshd.service >/dev/null 2>&1",
             "systemctl start ssh.service 2>/dev/null || systemctl start sshd.service",
             "say applied \(hostname)",
-            Self.endMarker,
         ]
+        if !more.isEmpty { lines.append(more) }
+        lines.append(Self.endMarker)
         return lines.joined(separator: "\n") + "\n"
     }
 }

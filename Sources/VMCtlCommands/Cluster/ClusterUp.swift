@@ -36,6 +36,10 @@ struct ClusterUp: AsyncParsableCommand {
     @Flag(help: "Let guests reach the outside through the host (off: user-mode NICs use restrict=on).")
     var guestInternet = false
 
+    @Flag(help: ArgumentHelp("Restore nodes from a warm snapshot of the image and shape instead of booting them (the first such `up` makes it).",
+                             discussion: "Each restored node gets its own hostname, host key, login key, machine-id, MAC, address, clock and reseeded RNG over a virtio-serial port before sshd starts. What a clone cannot change without a reboot: boot_id and the SMBIOS UUID."))
+    var warm = false
+
     func run() async throws {
         let spec = try checkedSpec()
         try await buildImageIfMissing(state: StateDir.resolve())
@@ -43,7 +47,7 @@ struct ClusterUp: AsyncParsableCommand {
         let start = ContinuousClock.now
         let s = try await ClusterManager.current.up(spec, options: ClusterOptions(
             name: cluster.name, connect: global.connectURI, accel: global.accel, timeout: timeout.duration,
-            keepOnFailure: keepOnFailure), events: view.sink)
+            keepOnFailure: keepOnFailure, warm: warm), events: view.sink)
         let secs = (ContinuousClock.now - start).seconds
         if global.json {
             say(ClusterEvent.note("cluster \(s.name) up", elapsed: secs).jsonLine)

@@ -1,0 +1,104 @@
+import Foundation
+import Libvirt
+import VMCtlSupport
+import Images
+import Machines
+
+extension ClusterManager {
+    /// The key a warm snapshot of this cluster's image and shape must have.
+    func warmKey(_ s: ClusterState, connection: Connection) async throws -> WarmSnapshot.Key {
+        WarmSnapshot.Key(image: s.imageHash, cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB, accelerator: s.accelerator,
+                         cpuModel: s.accelerator == .tcg ? "qemu64" : nil,
+                         qemu: try await connection.hypervisorVersion(), libvirt: try await connection.libraryVersion())
+    }
+
+    /// The warm snapshot for this cluster's image and shape: found, or made now by booting a
+    /// template on the cluster's own libvirt and switch. nil (after saying why in one line)
+    /// when it cannot be had: the nodes then boot cold.
+    func warmSnapshot(_ s: ClusterState, image: Image, connection: Connection, deadline: ContinuousClock.Instant,
+                      elapsed: @escaping @Sendable () -> Double, events: @escaping ClusterEventSink) async -> WarmSnapshot? {
+        do {
+            let key = try await warmKey(s, connection: connection)
+            if let found = WarmSnapshot.find(key, in: state.warm) {
+                events(.note("warm: restoring from the snapshot of \(s.spec.image) made \(Self.age(found.meta.madeAt)) ago", elapsed: elapsed()))
+                return found
+            }
+            let why = WarmSnapshot.whyNot(key, in: state.warm).map { " (the one there is for another \($0))" } ?? ""
+            events(.note("warm: making the snapshot of \(s.spec.image) for \(s.spec.cpus) vCPU/\(s.spec.memoryMiB) MiB, once per image and shape\(why)",
+                         elapsed: elapsed()))
+            let made = try await WarmSnapshot.make(key, template: templateSpec(s, image: image, key: key, connection: connection), on: connection,
+                                                   in: state.warm, deadline: deadline)
+            events(.note("warm: snapshot made in \(String(format: "%.1f", made.meta.seconds)) s (\(made.meta.saveBytes >> 20) MiB saved)",
+                         elapsed: elapsed()))
+            return made
+        } catch is CancellationError {
+            return nil
+        } catch {
+            events(.note("warm: no snapshot (\(error)); booting cold", elapsed: elapsed()))
+            return nil
+        }
+    }
+
+    /// The template: the cluster's machine shape with NICs of its own MACs (the same kinds, in
+    /// the same order), its files inside the snapshot's staging directory, the cluster's
+    /// labels (so `clean` removes it if `up` dies while it runs).
+    func templateSpec(_ s: ClusterState, image: Image, key: WarmSnapshot.Key, connection: Connection) throws -> MachineSpec {
+        guard let first = s.nodes.first?.plan else { throw VMCtlError("cluster \(s.name) has no nodes") }
+        var spec = machine(s, first, connection: connection, image: image).spec
+        spec.name = "\(s.name)-warm-template"
+        spec.hostname = "vmctl-warm"
+        spec.files = MachineFiles(directory: "\(state.warm)/template-\(getpid())")  // short: QEMU sockets live in it
+        spec.login.hostKey = nil
+        spec.vncPort = nil
+        var port = Int.random(in: 40000...49999)
+        while !LoopbackPort.isFree(port) { port = Int.random(in: 40000...49999) }
+        spec.networks = spec.networks.enumerated().map { i, n -> any NetworkAttachment in
+            let mac = String(format: "52:54:00:77:%02x:%02x", getpid() & 0xff, i + 1)
+            if let sw = n as? SwitchNetwork { return SwitchNetwork(mac: mac, socket: sw.socket, address: sw.address) }
+            return UserModeNetwork(mac: mac, sshPort: port)
+        }
+        spec.labels["role"] = "warm-template"
+        return spec
+    }
+
+    /// Restores every node of `plans` from `snapshot` at once, gives each its identity and
+    /// proves it ready as after a cold boot; names every node that failed.
+    func restoreAll(_ plans: [NodePlan], from snapshot: WarmSnapshot, state s: ClusterState, connection: Connection, image: Image,
+                    writer: StateWriter, deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
+                    events: @escaping ClusterEventSink) async throws {
+        do {
+            try await fleet(s, plans, connection: connection, image: image).run { name, member in
+                var (plan, machine) = member
+                var spec = machine.spec
+                spec.uuid = UUID().uuidString.lowercased()
+                do {
+                    try await writer.setNode(plan, phase: .booting, booted: true)
+                    events(.node(name: name, phase: .defining, elapsed: elapsed(), detail: "warm"))
+                    let restored = try await Machine(spec, on: connection).restore(from: snapshot)
+                    plan.hostKey = restored.pin
+                    machine = Machine(spec.withHostKey(restored.pin), on: connection)
+                    try await writer.setNode(plan, phase: .booting)
+                    events(.node(name: name, phase: .booting, elapsed: elapsed(), detail: "restored"))
+                    try await machine.giveIdentity(restored.identity, deadline: deadline)
+                    events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: "identity applied"))
+                    _ = try await machine.waitReady(from: restored.offset, deadline: deadline, stall: nil)
+                    try await writer.setNode(plan, phase: .verified)
+                    events(.node(name: name, phase: .verified, elapsed: elapsed(), detail: nil))
+                } catch {
+                    if !(error is CancellationError) {
+                        try? await writer.setPhase(name, .failed)
+                        events(.node(name: name, phase: .failed, elapsed: elapsed(), detail: nil))
+                    }
+                    throw error
+                }
+            }
+        } catch let f as FleetFailure {
+            throw Self.upFailure(f)
+        }
+    }
+
+    static func age(_ date: Date) -> String {
+        let s = Int(Date().timeIntervalSince(date))
+        return s < 120 ? "\(s) s" : s < 7200 ? "\(s / 60) min" : "\(s / 3600) h"
+    }
+}
