@@ -39,6 +39,11 @@ extension ClusterManager {
                         ("cgroup v2 mounted", "stat -fc %T /sys/fs/cgroup", { $0.stdout.trimmed == "cgroup2fs" ? nil : "found \($0.stdout.trimmed)" }),
                         ("hostname matches", "hostname", { $0.stdout.trimmed == node.name ? nil : "hostname is \($0.stdout.trimmed)" }),
                     ]
+                    if let snapshot = s.nodes.first(where: { $0.plan.name == node.name })?.warmFrom {
+                        // A restored clone ran no cloud-init of its own: what makes it itself is the identity.
+                        checks.append(("warm identity applied (restored from \(snapshot))", "sudo cat \(WarmIdentity.recordPath)",
+                                       { $0.stdout.contains("hostname=\(node.name) ") ? nil : "found: \($0.stdout.trimmed)" }))
+                    }
                     for peer in s.nodes.map(\.plan) where peer.name != node.name {
                         checks.append(("reaches \(peer.name) (ping, tcp/22)",
                                        "getent hosts \(peer.name) && ping -c1 -W3 \(peer.name) >/dev/null && nc -z -w3 \(peer.name) 22 && echo ok",

@@ -140,24 +140,34 @@ extension ClusterManager {
                  deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
                  events: @escaping ClusterEventSink) async throws {
         let count = plans.count
+        try await runNodes(fleet(s, plans, connection: connection, image: image), writer: writer, elapsed: elapsed, events: events) { name, member in
+            let (plan, machine) = member
+            try await machine.ensure(deadline: deadline, stall: .standard(nodes: count), onReset: { e in
+                let report = FailureReport.writeReset(state: state, cluster: s.name, node: plan,
+                                                      embeddedRoot: s.embeddedRoot, evidence: e)
+                events(.note("\(e.stall); QEMU \(e.qemuStatus.replacingOccurrences(of: "VM status: ", with: "")), \(e.cpuSummary); "
+                             + "resetting it (\(e.attempt) of 2)" + (report.map { "; evidence in \($0)" } ?? ""), elapsed: elapsed()))
+            }, onCloudInit: {
+                events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
+            }, progress: { p in
+                var plan = plan
+                plan.hostKey = p.hostKey ?? plan.hostKey
+                try await writer.setNode(plan, phase: p.phase, booted: p.phase == .booting)
+                events(.node(name: name, phase: p.phase, elapsed: elapsed(),
+                             detail: p.phase == .booting ? "ssh 127.0.0.1:\(plan.sshPort)" : nil))
+            })
+        }
+    }
+
+    /// Runs `body` for every node of `fleet` at once. A node whose body fails is recorded and
+    /// shown as failed (not when cancelled); one error then names every node that failed.
+    func runNodes(_ fleet: Fleet<(NodePlan, Machine)>, writer: StateWriter, elapsed: @escaping @Sendable () -> Double,
+                  events: @escaping ClusterEventSink,
+                  _ body: @escaping @Sendable (String, (NodePlan, Machine)) async throws -> Void) async throws {
         do {
-            try await fleet(s, plans, connection: connection, image: image).run { name, member in
-                let (plan, machine) = member
+            try await fleet.run { name, member in
                 do {
-                    try await machine.ensure(deadline: deadline, stall: .standard(nodes: count), onReset: { e in
-                        let report = FailureReport.writeReset(state: state, cluster: s.name, node: plan,
-                                                              embeddedRoot: s.embeddedRoot, evidence: e)
-                        events(.note("\(e.stall); QEMU \(e.qemuStatus.replacingOccurrences(of: "VM status: ", with: "")), \(e.cpuSummary); "
-                                     + "resetting it (\(e.attempt) of 2)" + (report.map { "; evidence in \($0)" } ?? ""), elapsed: elapsed()))
-                    }, onCloudInit: {
-                        events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
-                    }, progress: { p in
-                        var plan = plan
-                        plan.hostKey = p.hostKey ?? plan.hostKey
-                        try await writer.setNode(plan, phase: p.phase, booted: p.phase == .booting)
-                        events(.node(name: name, phase: p.phase, elapsed: elapsed(),
-                                     detail: p.phase == .booting ? "ssh 127.0.0.1:\(plan.sshPort)" : nil))
-                    })
+                    try await body(name, member)
                 } catch {
                     if !(error is CancellationError) {
                         try? await writer.setPhase(name, .failed)

@@ -66,34 +66,22 @@ extension ClusterManager {
     func restoreAll(_ plans: [NodePlan], from snapshot: WarmSnapshot, state s: ClusterState, connection: Connection, image: Image,
                     writer: StateWriter, deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
                     events: @escaping ClusterEventSink) async throws {
-        do {
-            try await fleet(s, plans, connection: connection, image: image).run { name, member in
-                var (plan, machine) = member
-                var spec = machine.spec
-                spec.uuid = UUID().uuidString.lowercased()
-                do {
-                    try await writer.setNode(plan, phase: .booting, booted: true)
-                    events(.node(name: name, phase: .defining, elapsed: elapsed(), detail: "warm"))
-                    let restored = try await Machine(spec, on: connection).restore(from: snapshot)
-                    plan.hostKey = restored.pin
-                    machine = Machine(spec.withHostKey(restored.pin), on: connection)
-                    try await writer.setNode(plan, phase: .booting)
-                    events(.node(name: name, phase: .booting, elapsed: elapsed(), detail: "restored"))
-                    try await machine.giveIdentity(restored.identity, deadline: deadline)
-                    events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: "identity applied"))
-                    _ = try await machine.waitReady(from: restored.offset, deadline: deadline, stall: nil)
-                    try await writer.setNode(plan, phase: .verified)
-                    events(.node(name: name, phase: .verified, elapsed: elapsed(), detail: nil))
-                } catch {
-                    if !(error is CancellationError) {
-                        try? await writer.setPhase(name, .failed)
-                        events(.node(name: name, phase: .failed, elapsed: elapsed(), detail: nil))
-                    }
-                    throw error
-                }
-            }
-        } catch let f as FleetFailure {
-            throw Self.upFailure(f)
+        try await runNodes(fleet(s, plans, connection: connection, image: image), writer: writer, elapsed: elapsed, events: events) { name, member in
+            var (plan, machine) = member
+            var spec = machine.spec
+            spec.uuid = UUID().uuidString.lowercased()
+            try await writer.setNode(plan, phase: .booting, booted: true, warmFrom: snapshot.meta.key.name)
+            events(.node(name: name, phase: .defining, elapsed: elapsed(), detail: "warm"))
+            let restored = try await Machine(spec, on: connection).restore(from: snapshot)
+            plan.hostKey = restored.pin
+            machine = Machine(spec.withHostKey(restored.pin), on: connection)
+            try await writer.setNode(plan, phase: .booting)
+            events(.node(name: name, phase: .booting, elapsed: elapsed(), detail: "restored"))
+            try await machine.giveIdentity(restored.identity, deadline: deadline)
+            events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: "identity applied"))
+            _ = try await machine.waitReady(from: restored.offset, deadline: deadline, stall: nil)
+            try await writer.setNode(plan, phase: .verified)
+            events(.node(name: name, phase: .verified, elapsed: elapsed(), detail: nil))
         }
     }
 

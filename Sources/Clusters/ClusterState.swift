@@ -68,6 +68,9 @@ public struct ClusterState: Codable, Sendable, Equatable {
         public var plan: NodePlan
         public var phase: NodePhase
         public var bootedAt: Date?
+        /// The warm snapshot this node was restored from (nil: booted cold). A later cold boot
+        /// (`down`, `start`) clears it.
+        public var warmFrom: String?
         public init(plan: NodePlan, phase: NodePhase, bootedAt: Date? = nil) {
             self.plan = plan; self.phase = phase; self.bootedAt = bootedAt
         }

@@ -20,12 +20,12 @@ actor StateWriter {
         try save()
     }
 
-    func setNode(_ plan: NodePlan, phase: NodePhase, booted: Bool = false) throws {
+    func setNode(_ plan: NodePlan, phase: NodePhase, booted: Bool = false, warmFrom: String? = nil) throws {
         try update { s in
             guard let i = s.nodes.firstIndex(where: { $0.plan.name == plan.name }) else { return }
             s.nodes[i].plan = plan
             s.nodes[i].phase = phase
-            if booted { s.nodes[i].bootedAt = Date() }
+            if booted { s.nodes[i].bootedAt = Date(); s.nodes[i].warmFrom = warmFrom }
         }
     }
 

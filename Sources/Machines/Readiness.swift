@@ -14,7 +14,7 @@ public enum Readiness {
     /// Printed by the poller when readiness never came: `vmctl-failed HOST: why`.
     public static let failedMarker = "vmctl-failed"
 
-    /// The poller: bounded (60 s), 0.1 s steps. sshd is `ssh.service` on Debian and Ubuntu,
+    /// The poller: bounded (60 s), 0.2 s steps. sshd is `ssh.service` on Debian and Ubuntu,
     /// `sshd.service` on Fedora; the host key must be the seed's (cloud-init removes the image's
     /// and writes the pinned one), the user's authorized_keys written, logins allowed, and a
     /// NIC addressed.
@@ -22,7 +22,7 @@ public enum Readiness {
         """
         keys=$(getent passwd \(user) | cut -d: -f6)/.ssh/authorized_keys
         i=0
-        while [ $i -lt 600 ]; do
+        while [ $i -lt 300 ]; do
           if { systemctl -q is-active ssh.service || systemctl -q is-active sshd.service; } \\
              && [ -s /etc/ssh/ssh_host_ed25519_key ] && [ -s "$keys" ] && [ ! -e /run/nologin ] \\
              && ip -4 -o addr show scope global | grep -q inet; then
@@ -33,7 +33,7 @@ public enum Readiness {
             sync
             exit 0
           fi
-          sleep 0.1; i=$((i+1))
+          sleep 0.2; i=$((i+1))
         done
         echo "\(failedMarker) $(hostname): sshd, host key, keys of \(user) or an address not ready after 60 s" > /dev/ttyS0
         exit 1
@@ -47,7 +47,11 @@ public enum Readiness {
             // From here on only serious kernel messages reach the console: they cannot split
             // marker lines. Until here the kernel's messages show where a hung boot stopped.
             ["sh", "-c", "dmesg -n 3 2>/dev/null; echo \"\(bootingMarker) $(cut -d' ' -f1 /proc/uptime)\" > /dev/ttyS0"],
+            // Ordered after cloud-init's network stage and sshd, so the poller usually succeeds
+            // at its first look: under TCG every process it spawns costs the boot CPU (a poller
+            // looking 10 times a second made `cluster up 3` 12% slower).
             ["systemd-run", "--quiet", "--no-block", "--collect", "--unit=vmctl-ready",
+             "--property=After=cloud-init.service ssh.service sshd.service",
              "--description=Tell vmctl on the serial console that SSH logins work", "/bin/sh", "-c", pollerScript(user: user)],
         ]
     }

@@ -14,6 +14,8 @@ public struct WarmIdentity: Sendable {
     public static let endMarker = "__VMCTL_IDENTITY_END__"
     /// Printed on the serial console when the clone has applied its identity.
     public static let appliedMarker = "vmctl-identity"
+    /// What the clone keeps of its identity's arrival (until its next boot): `cluster test` reads it.
+    public static let recordPath = "/run/vmctl-identity"
 
     public var hostname: String
     /// 32 lowercase hex digits, as /etc/machine-id holds it.
@@ -60,7 +62,8 @@ public struct WarmIdentity: Sendable {
         var lines = [
             "set -u",
             "home=$(getent passwd \(user) | cut -d: -f6); [ -n \"$home\" ] || { echo 'no user \(user)'; exit 1; }",
-            "say() { echo \"\(Self.appliedMarker) $*\" > /dev/ttyS0; }",
+            // On the serial console (vmctl's log of the node) and in the journal.
+            "say() { echo \"\(Self.appliedMarker) $*\" > /dev/ttyS0; logger -t \(Self.appliedMarker) \"$*\" 2>/dev/null; }",
             // The clock: the template's stopped when it was saved.
             "date -u -s @\(String(format: "%.3f", now)) >/dev/null",
             // The kernel RNG: the template's pool state is shared by every clone of it.
@@ -93,6 +96,7 @@ public struct WarmIdentity: Sendable {
         lines += [
             "systemctl unmask --runtime ssh.service >/dev/null 2>&1; systemctl unmask --runtime sshd.service >/dev/null 2>&1",
             "systemctl start ssh.service 2>/dev/null || systemctl start sshd.service",
+            "echo \"hostname=\(hostname) machine-id=\(machineID) applied=$(date -u +%s)\" > \(Self.recordPath)",
             "say applied \(hostname)",
         ]
         if !more.isEmpty { lines.append(more) }

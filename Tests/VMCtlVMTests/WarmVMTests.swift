@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+@testable import VMCtlSupport
+@testable import Images
+@testable import Machines
+@testable import Clusters
+
+extension RealVMTests {
+    @Test("warm start: up 3 --warm makes the snapshot once and restores three distinct nodes (host keys, hostnames, machine-ids, cluster MACs and addresses, clocks, reseeded RNG) that pass cluster test; a second cluster restores from it beside the first; a clone boots cold after down/start; clean keeps the snapshot")
+    func warmStart() async throws {
+        try await VMFixture.ensureImage()
+        let a = "it-warm", b = "it-warm2"
+        try await VMFixture.withCluster(a) {
+            try await VMFixture.withCluster(b) {
+                let up = try await VMFixture.vmctl(["cluster", "up", "3", "--name", a, "--memory", "1G", "--warm"])
+                try #require(up.status == 0, "\(up.out)\n\(up.err)")
+                #expect(up.out.contains("warm: making the snapshot") || up.out.contains("warm: restoring"), "\(up.out)")
+                #expect(!up.out.contains("booting cold"), "\(up.out)")
+                let s = try AtomicFile.readJSON(ClusterState.self, from: ClusterPaths(state: VMFixture.state, name: a).stateFile)
+                #expect(s.nodes.allSatisfy { $0.warmFrom != nil })
+                let pins = s.nodes.compactMap { $0.plan.hostKey.map { "\($0)" } }
+                #expect(pins.count == 3 && Set(pins).count == 3, "\(pins)")
+
+                // A second cluster restores from the same snapshot while the first is checked.
+                async let second = VMFixture.vmctl(["cluster", "up", "1", "--name", b, "--memory", "1G", "--warm"])
+                let test = try await VMFixture.vmctl(["cluster", "test", "--name", a])
+                #expect(test.status == 0, "\(test.out)\n\(test.err)")
+                #expect(test.out.contains("warm identity applied"), "\(test.out)")
+                let upB = try await second
+                #expect(upB.status == 0 && upB.out.contains("warm: restoring from the snapshot"), "\(upB.out)\n\(upB.err)")
+
+                var machineIDs: Set<String> = []
+                for n in s.nodes {
+                    let before = Date().timeIntervalSince1970
+                    let r = try await VMFixture.vmctl(["cluster", "ssh", "--name", a, n.plan.name, "--",
+                        "hostname; cat /etc/machine-id; date +%s.%N; cat /sys/class/net/*/address | tr '\\n' ' '; echo; "
+                        + "ip -o -4 addr show scope global | awk '{print $4}' | tr '\\n' ' '; echo; sudo journalctl -t vmctl-identity --no-pager -q"])
+                    let after = Date().timeIntervalSince1970
+                    try #require(r.status == 0, "\(r.err)")
+                    let lines = r.out.split(separator: "\n").map(String.init)
+                    try #require(lines.count >= 5, "\(r.out)")
+                    #expect(lines[0] == n.plan.name)
+                    machineIDs.insert(lines[1])
+                    let clock = try #require(Double(lines[2]))
+                    #expect(clock > before - 2 && clock < after + 2, "guest clock \(clock), host \(before)…\(after)")
+                    #expect(lines[3].contains(try #require(n.plan.clusterMAC)), "\(lines[3])")
+                    #expect(lines[4].contains(try #require(n.plan.clusterAddress)), "\(lines[4])")
+                    #expect(r.out.contains("rng reseeded with 64 host bytes"), "\(r.out)")
+                }
+                #expect(machineIDs.count == 3, "\(machineIDs)")
+
+                // down/start boots the clone's own disk cold, from a seed with its identity.
+                #expect(try await VMFixture.vmctl(["cluster", "down", "--name", b]).status == 0)
+                let start = try await VMFixture.vmctl(["cluster", "start", "--name", b])
+                #expect(start.status == 0, "\(start.out)\n\(start.err)")
+                let host = try await VMFixture.vmctl(["cluster", "ssh", "--name", b, "node1", "--", "hostname; test -e /run/vmctl-identity || echo cold"])
+                #expect(host.out == "node1\ncold\n", "\(host.out)\(host.err)")
+            }
+        }
+        #expect(VMFixture.leftovers(cluster: a) == [] && VMFixture.leftovers(cluster: b) == [])
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        let templates = pids.filter { pid in
+            guard Int(pid) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: raw, as: UTF8.self).contains("guest=\(a)-warm-template")
+        }
+        #expect(templates == [])
+        let snapshots = try FileManager.default.contentsOfDirectory(atPath: VMFixture.state.warm).filter { !$0.hasSuffix(".lock") }
+        #expect(snapshots.count == 1, "\(snapshots)")
+        #expect(FileManager.default.fileExists(atPath: "\(VMFixture.state.warm)/\(snapshots[0])/snapshot.json"))
+    }
+}
