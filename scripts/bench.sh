@@ -117,8 +117,28 @@ read -r V1 B1 C1 RV1 RB1 <<<"$(measure 1 "$RUNS")"
 ROWS=""
 for n in $NODES; do
   read -r V B C RV RB <<<"$(measure "$n" "$CRUNS")"
+  echo "$n $B" >> "$WORK/bare-medians"
   ROWS+="| cluster up $n, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
 done
+
+# --- warm start (WARMST=0 skips): the first `--warm` up makes the snapshot, the next restores from it.
+# Against the same N booted cold by bare QEMU above (no bare-QEMU restore of the same save yet).
+WARMROWS=""
+if [ "${WARMST:-1}" = 1 ]; then
+  rm -rf "$VMCTL_HOME/images/warm"
+  for n in $NODES; do
+    read -r _ B _ _ _ <<<"$(grep "^$n " "$WORK/bare-medians" 2>/dev/null || echo "$n nan")"
+    log "cluster up $n --warm: first (makes the snapshot)"
+    t0=$(now); "$VMCTL" cluster up "$n" --name benchwarm --warm >/dev/null; t1=$(now); WF=$(python3 -c "print('%.1f' % ($t1-$t0))")
+    "$VMCTL" cluster clean --name benchwarm >/dev/null
+    log "cluster up $n --warm: restored"
+    t0=$(now); "$VMCTL" cluster up "$n" --name benchwarm --warm >/dev/null; t1=$(now); WW=$(python3 -c "print('%.1f' % ($t1-$t0))")
+    rss=0; for i in $(seq 1 "$n"); do rss=$((rss + $(rss_mib "$(qemu_pid "benchwarm-node$i")"))); done
+    "$VMCTL" cluster clean --name benchwarm >/dev/null
+    WARMROWS+="| first \`cluster up $n --warm\` (boots a template, saves it, restores $n) | ${WF} s | ${B} s (cold) | $(ratio "$WF" "$B") | | |"$'\n'
+    WARMROWS+="| \`cluster up $n --warm\`, all SSH-verified with their own identity | ${WW} s | ${B} s (cold) | $(ratio "$WW" "$B") | | $((rss / n)) MiB |"$'\n'
+  done
+fi
 
 # --- ClusterOS (SLURM=0 skips): cold build, one-file rebuild, up 3 to `srun -N3` answering ----------
 SLURMROWS=""
@@ -186,5 +206,6 @@ echo "| image build, warm (nothing changed) | ${WARM} s | | | | |"
 echo "| image rebuild, one recipe file changed | ${ONEFILE} s | | | | |"
 echo "| boot 1 VM to SSH-verified | ${V1} s | ${B1} s | $(ratio "$V1" "$B1") | $C1 s | $RV1 / $RB1 MiB |"
 printf "%s" "$ROWS"
+printf "%s" "$WARMROWS"
 printf "%s" "$SLURMROWS"
 printf "%s" "$USBROWS"
