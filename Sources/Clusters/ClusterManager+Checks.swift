@@ -41,8 +41,11 @@ extension ClusterManager {
                     ]
                     if let snapshot = s.nodes.first(where: { $0.plan.name == node.name })?.warmFrom {
                         // A restored clone ran no cloud-init of its own: what makes it itself is the identity.
-                        checks.append(("warm identity applied (restored from \(snapshot))", "sudo cat \(WarmIdentity.recordPath)",
-                                       { $0.stdout.contains("hostname=\(node.name) ") ? nil : "found: \($0.stdout.trimmed)" }))
+                        // After a later cold boot, the seed (cloud-init) made it itself: the record is gone with /run.
+                        checks.append(("warm identity applied (restored from \(snapshot)), or booted cold since",
+                                       "sudo cat \(WarmIdentity.recordPath) 2>/dev/null || echo booted-cold",
+                                       { $0.stdout.contains("hostname=\(node.name) ") || $0.stdout.trimmed == "booted-cold" ? nil
+                                           : "found: \($0.stdout.trimmed)" }))
                     }
                     for peer in s.nodes.map(\.plan) where peer.name != node.name {
                         checks.append(("reaches \(peer.name) (ping, tcp/22)",

@@ -17,12 +17,18 @@ extension ClusterManager {
     /// when it cannot be had: the nodes then boot cold.
     func warmSnapshot(_ s: ClusterState, image: Image, connection: Connection, deadline: ContinuousClock.Instant,
                       elapsed: @escaping @Sendable () -> Double, events: @escaping ClusterEventSink) async -> WarmSnapshot? {
+        if let why = Self.warmIneligible(s) {
+            events(.note("warm: \(why); booting cold", elapsed: elapsed()))
+            return nil
+        }
         do {
             let key = try await warmKey(s, connection: connection)
             if let found = WarmSnapshot.find(key, in: state.warm) {
                 events(.note("warm: restoring from the snapshot of \(s.spec.image) made \(Self.age(found.meta.madeAt)) ago", elapsed: elapsed()))
                 return found
             }
+            WarmSnapshot.prune(in: state.warm, current: Set(ImageStore(state: state).list().map(\.hash)),
+                               inUse: Set(registry.imageUsers().keys))
             let why = WarmSnapshot.whyNot(key, in: state.warm).map { " (the one there is for another \($0))" } ?? ""
             events(.note("warm: making the snapshot of \(s.spec.image) for \(s.spec.cpus) vCPU/\(s.spec.memoryMiB) MiB, once per image and shape\(why)",
                          elapsed: elapsed()))
@@ -37,6 +43,14 @@ extension ClusterManager {
             events(.note("warm: no snapshot (\(error)); booting cold", elapsed: elapsed()))
             return nil
         }
+    }
+
+    /// Why this cluster's nodes cannot be restored from a snapshot, or nil.
+    static func warmIneligible(_ s: ClusterState, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        if consoleCapture(environment) == .stream { return "the console through libvirt's stream is attached at a cold boot" }
+        if environment["VMCTL_TEST_HANG_NODE"] != nil { return "a test hangs a node's boot" }
+        if s.embeddedRoot == nil { return "warm start is for vmctl's own embedded libvirt (this cluster uses \(s.connectURI))" }
+        return nil
     }
 
     /// The template: the cluster's machine shape with NICs of its own MACs (the same kinds, in
@@ -58,6 +72,7 @@ extension ClusterManager {
             return UserModeNetwork(mac: mac, sshPort: port)
         }
         spec.labels["role"] = "warm-template"
+        spec.identityPort = true
         return spec
     }
 
@@ -70,6 +85,7 @@ extension ClusterManager {
             var (plan, machine) = member
             var spec = machine.spec
             spec.uuid = UUID().uuidString.lowercased()
+            spec.identityPort = true
             try await writer.setNode(plan, phase: .booting, booted: true, warmFrom: snapshot.meta.key.name)
             events(.node(name: name, phase: .defining, elapsed: elapsed(), detail: "warm"))
             let restored = try await Machine(spec, on: connection).restore(from: snapshot)

@@ -13,10 +13,11 @@ public struct ClusterOptions: Sendable {
     public var accel: AccelRequest
     public var timeout: Duration
     public var keepOnFailure: Bool
-    /// Nodes restored from a warm snapshot of the image and shape (made first if missing).
+    /// Nodes restored from a warm snapshot of the image and shape (made first if missing),
+    /// where that can be done (`ClusterManager.warmIneligible`); false boots them cold.
     public var warm: Bool
     public init(name: String = "default", connect: String? = nil, accel: AccelRequest = .auto,
-                timeout: Duration = .seconds(600), keepOnFailure: Bool = false, warm: Bool = false) {
+                timeout: Duration = .seconds(600), keepOnFailure: Bool = false, warm: Bool = true) {
         self.name = name; self.connect = connect; self.accel = accel; self.timeout = timeout; self.keepOnFailure = keepOnFailure
         self.warm = warm
     }

@@ -68,8 +68,8 @@ public struct ClusterState: Codable, Sendable, Equatable {
         public var plan: NodePlan
         public var phase: NodePhase
         public var bootedAt: Date?
-        /// The warm snapshot this node was restored from (nil: booted cold). A later cold boot
-        /// (`down`, `start`) clears it.
+        /// The warm snapshot this node was restored from (nil: made by a cold boot); its disk
+        /// sits on that snapshot's disk for good, even after later cold boots.
         public var warmFrom: String?
         public init(plan: NodePlan, phase: NodePhase, bootedAt: Date? = nil) {
             self.plan = plan; self.phase = phase; self.bootedAt = bootedAt

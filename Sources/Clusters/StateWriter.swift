@@ -25,7 +25,8 @@ actor StateWriter {
             guard let i = s.nodes.firstIndex(where: { $0.plan.name == plan.name }) else { return }
             s.nodes[i].plan = plan
             s.nodes[i].phase = phase
-            if booted { s.nodes[i].bootedAt = Date(); s.nodes[i].warmFrom = warmFrom }
+            if booted { s.nodes[i].bootedAt = Date() }
+            if let w = warmFrom { s.nodes[i].warmFrom = w }
         }
     }
 

@@ -126,6 +126,7 @@ public struct Machine: Sendable {
         }
         // QEMU made the socket before libvirt returned; only its owner (and root) may connect.
         if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
+        if spec.identityPort { chmod(spec.files.identitySocket, 0o600) }
         return offset
     }
 
@@ -364,6 +365,6 @@ extension MachineSpec {
             nics: networks.map(\.nic), serialLog: console == .logFile ? files.serialLog : nil,
             vncPort: vncPort,
             vncSocket: vncPort == nil ? files.vncSocket : nil, labels: l,
-            channel: .init(name: WarmIdentity.portName, socket: files.identitySocket), uuid: uuid)
+            channel: identityPort ? .init(name: WarmIdentity.portName, socket: files.identitySocket) : nil, uuid: uuid)
     }
 }

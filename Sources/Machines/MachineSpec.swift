@@ -37,6 +37,9 @@ public struct MachineSpec: Sendable {
     /// The domain's UUID when vmctl must know it before libvirt does (a warm clone's restore
     /// and its definition name the same domain); nil lets libvirt choose.
     public var uuid: String?
+    /// Whether the machine has vmctl's identity port (a warm template and its clones: the
+    /// clones' devices must be the template's; a cold machine does without).
+    public var identityPort = false
 
     public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator,
                 boot: BootSource?, rootDisk: OverlayDisk?, networks: [any NetworkAttachment], login: Login,

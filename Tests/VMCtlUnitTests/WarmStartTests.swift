@@ -77,4 +77,47 @@ struct WarmStartTests {
         #expect(p.terminationStatus == 0)
         #expect(WarmIdentity.newMachineID().count == 32 && WarmIdentity.newMachineID() != WarmIdentity.newMachineID())
     }
+
+    static func key(image: String = "76daf74d3255aa", cpus: Int = 2, memory: Int = 2048, qemu: UInt = 7_002_022) -> WarmSnapshot.Key {
+        WarmSnapshot.Key(image: image, cpus: cpus, memoryMiB: memory, accelerator: .tcg, cpuModel: "qemu64", qemu: qemu, libvirt: 9_000_000)
+    }
+
+    @Test("a snapshot serves only its exact key; every other image, shape, QEMU or protocol is refused with the reason in words")
+    func snapshotKey() {
+        let k = Self.key()
+        #expect(k.mismatch(k) == nil)
+        #expect(k.name == "76daf74d3255-2c-2048m-tcg-q35-qemu64-qemu7002022-libvirt9000000-p\(WarmSnapshot.protocolVersion)")
+        #expect(k.mismatch(Self.key(image: "135f69e6715b00"))?.contains("rebuilt as 135f69e6715b") == true)
+        #expect(k.mismatch(Self.key(memory: 1024))?.contains("shape 2 vCPU/2048 MiB, not 2/1024") == true)
+        #expect(k.mismatch(Self.key(qemu: 8_000_000))?.contains("QEMU") == true)
+        var p = k; p.protocolVersion += 1
+        #expect(k.mismatch(p)?.contains("identity protocol") == true)
+        #expect(Set([k.name, Self.key(cpus: 1).name, Self.key(memory: 1024).name, Self.key(image: "ffff").name]).count == 4)
+    }
+
+    @Test("find needs the record written last and both files; prune removes snapshots of untagged images no cluster uses, and dead makers' templates")
+    func snapshotFindAndPrune() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("warm-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func make(_ k: WarmSnapshot.Key, record: Bool = true) throws {
+            let dir = WarmSnapshot.directory(for: k, in: root)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: "\(dir)/guest.save", contents: Data("x".utf8))
+            FileManager.default.createFile(atPath: "\(dir)/disk.qcow2", contents: Data("x".utf8))
+            if record {
+                let meta = WarmSnapshot.Meta(key: k, macs: ["52:54:00:77:00:01"], user: "vmctl", madeAt: Date(), seconds: 1, saveBytes: 1)
+                try JSONEncoder.iso.encode(meta).write(to: URL(fileURLWithPath: "\(dir)/snapshot.json"))
+            }
+        }
+        let (cur, old, used, half) = (Self.key(image: "aaaa"), Self.key(image: "bbbb"), Self.key(image: "cccc"), Self.key(image: "dddd"))
+        try make(cur); try make(old); try make(used); try make(half, record: false)
+        #expect(WarmSnapshot.find(cur, in: root) != nil)
+        #expect(WarmSnapshot.find(half, in: root) == nil)  // a maker died before its record
+        #expect(WarmSnapshot.find(Self.key(image: "aaaa", memory: 1024), in: root) == nil)
+        try FileManager.default.createDirectory(atPath: "\(root)/template-999999", withIntermediateDirectories: true)
+        let gone = WarmSnapshot.prune(in: root, current: ["aaaa"], inUse: ["cccc"])
+        #expect(gone == [old.name])
+        #expect(WarmSnapshot.find(cur, in: root) != nil && WarmSnapshot.find(used, in: root) != nil)
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/template-999999"))
+    }
 }

@@ -100,7 +100,7 @@ struct RealVMTests {
         }
     }
 
-    @Test("SIGKILL mid-boot: the half-made cluster is refused by up and removed by clean")
+    @Test("SIGKILL mid-boot (nodes being restored from the warm snapshot): the half-made cluster is refused by up and removed by clean; the snapshot stays")
     func killedUp() async throws {
         try await VMFixture.ensureImage()
         let name = "it-kill"
@@ -117,6 +117,9 @@ struct RealVMTests {
             #expect(clean.status == 0, "\(clean.err)")
             #expect(VMFixture.leftovers(cluster: name) == [])
             #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster(name)))
+            // The warm snapshot it was restoring from is intact (clean never touches it).
+            let warm = WarmSnapshot.all(in: VMFixture.state.warm).filter { $0.meta.key.memoryMiB == 1024 }
+            #expect(warm.count == 1 && WarmSnapshot.find(warm[0].meta.key, in: VMFixture.state.warm) != nil, "\(warm.map(\.directory))")
         }
     }
 

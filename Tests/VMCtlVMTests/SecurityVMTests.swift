@@ -37,6 +37,7 @@ extension RealVMTests {
             let byQemu = try await VMFixture.accessible(as: "libvirt-qemu", files.filter { !$0.hasPrefix("\(dir)/libvirt/") })
             let allowed: Set<String> = ["", "/nodes", "/nodes/node1", "/nodes/node1/disk.qcow2", "/nodes/node1/seed.iso",
                                         "/nodes/node1/serial.log", "/nodes/node1/vnc", "/nodes/node1/vnc/vnc.sock",
+                                        "/nodes/node1/vnc/identity.sock",
                                         "/switch.sock", "/libvirt"]
             let extra = byQemu.map { String($0.dropFirst(dir.count)) }.filter { !allowed.contains($0) }
             #expect(extra.isEmpty, "QEMU's user can open: \(extra)")
@@ -48,6 +49,12 @@ extension RealVMTests {
             let img = try #require(try ImageStore(state: VMFixture.state).find("debian-12"))
             let storeNobody = try await VMFixture.accessible(as: "nobody", try VMFixture.walk(img.directory))
             #expect(storeNobody.isEmpty, "\(storeNobody)")
+            // The warm snapshot: nobody reads any of it; QEMU's user reads its disk, never the saved RAM.
+            let warm = try VMFixture.walk(VMFixture.state.warm)
+            let warmNobody = try await VMFixture.accessible(as: "nobody", warm)
+            #expect(warmNobody.isEmpty, "\(warmNobody)")
+            let warmQemu = try await VMFixture.accessible(as: "libvirt-qemu", warm.filter { $0.hasSuffix("/guest.save") })
+            #expect(!warm.filter { $0.hasSuffix("/guest.save") }.isEmpty && warmQemu.isEmpty, "\(warm) \(warmQemu)")
 
             // VNC: a UNIX socket only QEMU's user (and root) can open; info says how to connect.
             let s = try #require(ClusterRegistry(state: VMFixture.state).load(name))

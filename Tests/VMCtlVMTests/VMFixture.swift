@@ -85,7 +85,7 @@ enum VMFixture {
     }
 
     /// Starts `vmctl cluster up` in the background and returns once every node is booting
-    /// (QEMU running), so a test can interrupt it mid-boot.
+    /// (QEMU running; warm nodes: being restored), so a test can interrupt it mid-boot.
     static func upUntilBooting(_ name: String, nodes: Int, stderr: Any) async throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
@@ -97,8 +97,10 @@ enum VMFixture {
         let stateFile = ClusterPaths(state: state, name: name).stateFile
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline {
+            // Every node booting (or being restored) and its QEMU running.
             if let s = try? AtomicFile.readJSON(ClusterState.self, from: stateFile),
-               s.nodes.allSatisfy({ $0.phase == .booting }) { break }
+               s.nodes.allSatisfy({ $0.phase == .booting }),
+               leftovers(cluster: name).filter({ $0.contains("qemu-system") }).count >= nodes { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         try await Task.sleep(for: .seconds(1))

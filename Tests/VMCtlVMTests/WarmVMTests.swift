@@ -12,7 +12,7 @@ extension RealVMTests {
         let a = "it-warm", b = "it-warm2"
         try await VMFixture.withCluster(a) {
             try await VMFixture.withCluster(b) {
-                let up = try await VMFixture.vmctl(["cluster", "up", "3", "--name", a, "--memory", "1G", "--warm"])
+                let up = try await VMFixture.vmctl(["cluster", "up", "3", "--name", a, "--memory", "1G"])
                 try #require(up.status == 0, "\(up.out)\n\(up.err)")
                 #expect(up.out.contains("warm: making the snapshot") || up.out.contains("warm: restoring"), "\(up.out)")
                 #expect(!up.out.contains("booting cold"), "\(up.out)")
@@ -22,7 +22,7 @@ extension RealVMTests {
                 #expect(pins.count == 3 && Set(pins).count == 3, "\(pins)")
 
                 // A second cluster restores from the same snapshot while the first is checked.
-                async let second = VMFixture.vmctl(["cluster", "up", "1", "--name", b, "--memory", "1G", "--warm"])
+                async let second = VMFixture.vmctl(["cluster", "up", "1", "--name", b, "--memory", "1G"])
                 let test = try await VMFixture.vmctl(["cluster", "test", "--name", a])
                 #expect(test.status == 0, "\(test.out)\n\(test.err)")
                 #expect(test.out.contains("warm identity applied"), "\(test.out)")
@@ -64,8 +64,10 @@ extension RealVMTests {
             return String(decoding: raw, as: UTF8.self).contains("guest=\(a)-warm-template")
         }
         #expect(templates == [])
-        let snapshots = try FileManager.default.contentsOfDirectory(atPath: VMFixture.state.warm).filter { !$0.hasSuffix(".lock") }
-        #expect(snapshots.count == 1, "\(snapshots)")
-        #expect(FileManager.default.fileExists(atPath: "\(VMFixture.state.warm)/\(snapshots[0])/snapshot.json"))
+        // One snapshot of this shape served both clusters, and clean left it.
+        let snapshots = WarmSnapshot.all(in: VMFixture.state.warm).filter { $0.meta.key.memoryMiB == 1024 && $0.meta.key.cpus == 2 }
+        #expect(snapshots.count == 1, "\(snapshots.map(\.directory))")
+        let list = try await VMFixture.vmctl(["image", "list"])
+        #expect(list.out.contains("2cpu/1024MiB"), "\(list.out)")
     }
 }

@@ -89,6 +89,24 @@ public struct WarmSnapshot: Sendable {
         }
     }
 
+    /// Removes every snapshot under `root` of an image that is neither tagged now (`current`
+    /// hashes) nor under a cluster's disks (`inUse`): a rebuilt image's old snapshots go once
+    /// no clone sits on them. Also removes templates left by a maker that died. Returns what went.
+    @discardableResult
+    public static func prune(in root: String, current: Set<String>, inUse: Set<String>) -> [String] {
+        let fm = FileManager.default
+        var gone: [String] = []
+        for snap in all(in: root) where !current.contains(snap.meta.key.image) && !inUse.contains(snap.meta.key.image) {
+            if (try? fm.removeItem(atPath: snap.directory)) != nil { gone.append(snap.meta.key.name) }
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix("template-") {
+            if let pid = Int32(name.dropFirst("template-".count)), kill(pid, 0) != 0, errno == ESRCH {
+                try? fm.removeItem(atPath: "\(root)/\(name)")
+            }
+        }
+        return gone
+    }
+
     /// Why no snapshot under `root` serves `key` although one of its image exists, for
     /// `up`'s one line; nil when there is none of this image at all.
     public static func whyNot(_ key: Key, in root: String) -> String? {

@@ -36,9 +36,9 @@ struct ClusterUp: AsyncParsableCommand {
     @Flag(help: "Let guests reach the outside through the host (off: user-mode NICs use restrict=on).")
     var guestInternet = false
 
-    @Flag(help: ArgumentHelp("Restore nodes from a warm snapshot of the image and shape instead of booting them (the first such `up` makes it).",
-                             discussion: "Each restored node gets its own hostname, host key, login key, machine-id, MAC, address, clock and reseeded RNG over a virtio-serial port before sshd starts. What a clone cannot change without a reboot: boot_id and the SMBIOS UUID."))
-    var warm = false
+    @Flag(help: ArgumentHelp("Boot every node cold, not restored from the warm snapshot of the image and shape.",
+                             discussion: "By default nodes are restored from a warm snapshot (made by the first `up` of an image and shape, in the time of about one cold boot), then each gets its own hostname, host key, login key, machine-id, cluster MAC and address, clock and reseeded RNG over a virtio-serial port before sshd starts. A clone keeps the template's boot_id and SMBIOS UUID until it reboots: use --cold for software that needs those unique (kubeadm)."))
+    var cold = false
 
     func run() async throws {
         let spec = try checkedSpec()
@@ -47,7 +47,7 @@ struct ClusterUp: AsyncParsableCommand {
         let start = ContinuousClock.now
         let s = try await ClusterManager.current.up(spec, options: ClusterOptions(
             name: cluster.name, connect: global.connectURI, accel: global.accel, timeout: timeout.duration,
-            keepOnFailure: keepOnFailure, warm: warm), events: view.sink)
+            keepOnFailure: keepOnFailure, warm: !cold), events: view.sink)
         let secs = (ContinuousClock.now - start).seconds
         if global.json {
             say(ClusterEvent.note("cluster \(s.name) up", elapsed: secs).jsonLine)

@@ -1,6 +1,7 @@
 import Foundation
 import VMCtlSupport
 import Images
+import Machines
 import Clusters
 
 /// Builds `name` from its recipe as `vmctl image build` does: the recipes found the usual way,
@@ -11,7 +12,15 @@ func buildImage(_ name: String, state: StateDir, force: Bool = false,
     let builder = ImageBuilder(state: state, recipes: RecipeStore.locate(),
                                users: { ClusterRegistry(state: state).imageUsers()[$0] ?? [] })
     let start = ContinuousClock.now
-    return try await builder.build(name, force: force) { progress($0, (ContinuousClock.now - start).seconds) }
+    let image = try await builder.build(name, force: force) { progress($0, (ContinuousClock.now - start).seconds) }
+    pruneWarmSnapshots(state)
+    return image
+}
+
+/// Warm snapshots of images no longer tagged go, unless clones' disks still sit on them.
+func pruneWarmSnapshots(_ state: StateDir) {
+    WarmSnapshot.prune(in: state.warm, current: Set(ImageStore(state: state).list().map(\.hash)),
+                       inUse: Set(ClusterRegistry(state: state).imageUsers().keys))
 }
 
 /// A progress line as `vmctl image build` prints it: `[ 12.3s] debian-12: stage disk: …`.
