@@ -6,7 +6,7 @@ import Testing
 @testable import Clusters
 
 extension RealVMTests {
-    @Test("warm start: up 3 --warm makes the snapshot once and restores three distinct nodes (host keys, hostnames, machine-ids, cluster MACs and addresses, clocks, reseeded RNG) that pass cluster test; a second cluster restores from it beside the first; a clone boots cold after down/start; clean keeps the snapshot")
+    @Test("warm start: up 3 makes the snapshot once and restores three distinct nodes (host keys, hostnames, machine-ids, cluster MACs and addresses, clocks, reseeded RNG) that pass cluster test; a second cluster restores from it beside the first; a clone boots cold after down/start; clean keeps the snapshot")
     func warmStart() async throws {
         try await VMFixture.ensureImage()
         let a = "it-warm", b = "it-warm2"

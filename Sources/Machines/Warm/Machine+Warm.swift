@@ -76,7 +76,9 @@ extension Machine {
         let header = SaveImage(xml: xml, cookie: saved.cookie, wasRunning: true).encoded()
         try await Self.restoreThroughFIFO(spec.files.restoreFIFO, header: header, stream: snapshot.saveFile,
                                           from: saved.streamOffset, connection: connection)
-        chmod(spec.files.identitySocket, 0o600)  // QEMU's and root's alone, like VNC's
+        // QEMU made its sockets before libvirt returned: only their owner (and root) may connect.
+        if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
+        chmod(spec.files.identitySocket, 0o600)
         let identity = WarmIdentity(
             hostname: spec.hostname, machineID: WarmIdentity.newMachineID(), user: spec.login.user,
             authorizedKeys: s.user.authorizedKeys, hostKey: s.hostKey, etcHosts: s.etcHosts(),
