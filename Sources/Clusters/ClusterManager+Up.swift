@@ -117,6 +117,11 @@ extension ClusterManager {
                                   events: @escaping ClusterEventSink) async throws -> ClusterState {
         let s = await writer.state
         let deadline = ContinuousClock.now + options.timeout
+        if options.snapshotOnly {
+            if let why = Self.warmIneligible(s) { throw VMCtlError.usage("no warm snapshot can be made: \(why)") }
+            _ = try await findOrMakeSnapshot(s, image: image, connection: connection, deadline: deadline, elapsed: elapsed, events: events)
+            return s
+        }
         if options.warm, let snapshot = await warmSnapshot(s, image: image, connection: connection, deadline: deadline,
                                                            elapsed: elapsed, events: events) {
             try await restoreAll(s.nodes.map(\.plan), from: snapshot, state: s, connection: connection, image: image,

@@ -22,27 +22,49 @@ extension ClusterManager {
             return nil
         }
         do {
-            let key = try await warmKey(s, connection: connection)
-            if let found = WarmSnapshot.find(key, in: state.warm) {
-                events(.note("warm: restoring from the snapshot of \(s.spec.image) made \(Self.age(found.meta.madeAt)) ago", elapsed: elapsed()))
-                return found
-            }
-            WarmSnapshot.prune(in: state.warm, current: Set(ImageStore(state: state).list().map(\.hash)),
-                               inUse: Set(registry.imageUsers().keys))
-            let why = WarmSnapshot.whyNot(key, in: state.warm).map { " (the one there is for another \($0))" } ?? ""
-            events(.note("warm: making the snapshot of \(s.spec.image) for \(s.spec.cpus) vCPU/\(s.spec.memoryMiB) MiB, once per image and shape\(why)",
-                         elapsed: elapsed()))
-            let made = try await WarmSnapshot.make(key, template: templateSpec(s, image: image, key: key, connection: connection), on: connection,
-                                                   in: state.warm, deadline: deadline)
-            events(.note("warm: snapshot made in \(String(format: "%.1f", made.meta.seconds)) s (\(made.meta.saveBytes >> 20) MiB saved)",
-                         elapsed: elapsed()))
-            return made
+            return try await findOrMakeSnapshot(s, image: image, connection: connection, deadline: deadline, elapsed: elapsed, events: events)
         } catch is CancellationError {
             return nil
         } catch {
             events(.note("warm: no snapshot (\(error)); booting cold", elapsed: elapsed()))
             return nil
         }
+    }
+
+    /// The snapshot for this cluster's image and shape, found or made now (saying which).
+    func findOrMakeSnapshot(_ s: ClusterState, image: Image, connection: Connection, deadline: ContinuousClock.Instant,
+                            elapsed: @escaping @Sendable () -> Double, events: @escaping ClusterEventSink) async throws -> WarmSnapshot {
+        let key = try await warmKey(s, connection: connection)
+        if let found = WarmSnapshot.find(key, in: state.warm) {
+            events(.note("warm: using the snapshot of \(s.spec.image) made \(Self.age(found.meta.madeAt)) ago", elapsed: elapsed()))
+            return found
+        }
+        WarmSnapshot.prune(in: state.warm, current: Set(ImageStore(state: state).list().map(\.hash)),
+                           inUse: Set(registry.imageUsers().keys))
+        let why = WarmSnapshot.whyNot(key, in: state.warm).map { " (the one there is for another \($0))" } ?? ""
+        events(.note("warm: making the snapshot of \(s.spec.image) for \(s.spec.cpus) vCPU/\(s.spec.memoryMiB) MiB, once per image and shape\(why)",
+                     elapsed: elapsed()))
+        let made = try await WarmSnapshot.make(key, template: templateSpec(s, image: image, key: key, connection: connection), on: connection,
+                                               in: state.warm, deadline: deadline)
+        events(.note("warm: snapshot made in \(String(format: "%.1f", made.meta.seconds)) s (\(made.meta.saveBytes >> 20) MiB saved)",
+                     elapsed: elapsed()))
+        return made
+    }
+
+    /// `image warm`: makes (or finds) the snapshot of `image` for one node of `cpus` and
+    /// `memoryMiB` through a throwaway one-node cluster of its own, removed afterwards.
+    public func makeWarm(image: String, cpus: Int, memoryMiB: Int, accel: AccelRequest, events: @escaping ClusterEventSink) async throws {
+        let name = "warm-\(getpid())"
+        let spec = ClusterSpec(nodes: 1, image: image, cpus: cpus, memoryMiB: memoryMiB, diskGiB: 20, guestInternet: false)
+        var options = ClusterOptions(name: name, accel: accel)
+        options.snapshotOnly = true
+        do {
+            try await up(spec, options: options, events: events)
+        } catch {
+            try? await clean(name: name)
+            throw error
+        }
+        try await clean(name: name)
     }
 
     /// Why this cluster's nodes cannot be restored from a snapshot, or nil.

@@ -16,6 +16,8 @@ public struct ClusterOptions: Sendable {
     /// Nodes restored from a warm snapshot of the image and shape (made first if missing),
     /// where that can be done (`ClusterManager.warmIneligible`); false boots them cold.
     public var warm: Bool
+    /// Only make (or find) the warm snapshot; boot no node (`image warm`).
+    public var snapshotOnly = false
     public init(name: String = "default", connect: String? = nil, accel: AccelRequest = .auto,
                 timeout: Duration = .seconds(600), keepOnFailure: Bool = false, warm: Bool = true) {
         self.name = name; self.connect = connect; self.accel = accel; self.timeout = timeout; self.keepOnFailure = keepOnFailure

@@ -8,9 +8,10 @@ struct ImageCommand: AsyncParsableCommand {
             EXAMPLES:
               vmctl image build debian-12           build, reusing cached stages
               vmctl image build debian-12 --force   rebuild every stage
+              vmctl image warm debian-12 --memory 1G   warm snapshot for 1 GiB nodes
               vmctl image list --json
               vmctl image rm debian-12
               vmctl image usb cluster-os-node     USB image + installer ISO in dist/
             """,
-        subcommands: [ImageBuild.self, ImageUSB.self, ImageList.self, ImageRm.self])
+        subcommands: [ImageBuild.self, ImageWarm.self, ImageUSB.self, ImageList.self, ImageRm.self])
 }
