@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make soak: boots NODES nodes in clusters of SIZE (`cluster up SIZE`, then `clean`, again and
+# make soak: boots NODES nodes in clusters of SIZE (`cluster up SIZE --cold`, then `clean`, again and
 # again) and counts the nodes vmctl had to reset because their boot hung, with the evidence it
 # kept for each (reports/CLUSTER-NODE-resetN-*: QEMU's run state, registers, serial and QEMU logs).
 #   NODES=60  SIZE=3  IMAGE=debian-12
@@ -21,7 +21,7 @@ for i in $(seq 1 "$rounds"); do
   log="$OUT/round-$i.log"
   t0=$(date +%s.%N)
   status=0
-  "$VMCTL" cluster up "$SIZE" --image "$IMAGE" --name "$NAME" >"$log" 2>&1 || status=$?
+  "$VMCTL" cluster up "$SIZE" --cold --image "$IMAGE" --name "$NAME" >"$log" 2>&1 || status=$?
   t1=$(date +%s.%N)
   secs=$(python3 -c "print('%.1f' % ($t1-$t0))")
   n=$(grep -c "resetting it" "$log" || true)
