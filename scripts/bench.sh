@@ -118,7 +118,7 @@ ROWS=""
 for n in $NODES; do
   read -r V B C RV RB <<<"$(measure "$n" "$CRUNS")"
   echo "$n $B" >> "$WORK/bare-medians"
-  ROWS+="| cluster up $n, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
+  ROWS+="| cold `cluster up $n --cold`, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
 done
 
 # --- warm start (WARMST=0 skips): the first `--warm` up makes the snapshot, the next restores from it.
@@ -214,7 +214,7 @@ echo "|---|---|---|---|---|---|"
 echo "| image build, cold | ${COLD} s | | | | |"
 echo "| image build, warm (nothing changed) | ${WARM} s | | | | |"
 echo "| image rebuild, one recipe file changed | ${ONEFILE} s | | | | |"
-echo "| boot 1 VM to SSH-verified | ${V1} s | ${B1} s | $(ratio "$V1" "$B1") | $C1 s | $RV1 / $RB1 MiB |"
+echo "| boot 1 VM to SSH-verified (cold) | ${V1} s | ${B1} s | $(ratio "$V1" "$B1") | $C1 s | $RV1 / $RB1 MiB |"
 printf "%s" "$ROWS"
 printf "%s" "$WARMROWS"
 printf "%s" "$SLURMROWS"
