@@ -118,7 +118,7 @@ ROWS=""
 for n in $NODES; do
   read -r V B C RV RB <<<"$(measure "$n" "$CRUNS")"
   echo "$n $B" >> "$WORK/bare-medians"
-  ROWS+="| cold `cluster up $n --cold`, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
+  ROWS+="| cold \`cluster up $n --cold\`, all nodes SSH-verified | ${V} s | ${B} s | $(ratio "$V" "$B") | $C s | $RV / $RB MiB |"$'\n'
 done
 
 # --- warm start (WARMST=0 skips): the first `--warm` up makes the snapshot, the next restores from it.
