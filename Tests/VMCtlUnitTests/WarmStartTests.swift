@@ -3,6 +3,8 @@ import Testing
 @testable import CloudInit
 @testable import Libvirt
 @testable import Machines
+@testable import Clusters
+@testable import VMCtlSupport
 
 @Suite("Warm start: libvirt save files and a clone's identity")
 struct WarmStartTests {
@@ -119,5 +121,16 @@ struct WarmStartTests {
         #expect(gone == [old.name])
         #expect(WarmSnapshot.find(cur, in: root) != nil && WarmSnapshot.find(used, in: root) != nil)
         #expect(!FileManager.default.fileExists(atPath: "\(root)/template-999999"))
+    }
+
+    @Test("nodes boot cold, saying why, with the console stream, a test's hung boot or a shared libvirt; otherwise warm")
+    func warmEligibility() {
+        var s = ClusterModelTests.state("w", ssh: [2223], subnet: 1)
+        #expect(ClusterManager.warmIneligible(s, environment: [:]) == nil)
+        #expect(ClusterManager.warmIneligible(s, environment: ["VMCTL_CONSOLE": "stream"])?.contains("console") == true)
+        #expect(ClusterManager.warmIneligible(s, environment: ["VMCTL_TEST_HANG_NODE": "node1"])?.contains("hangs") == true)
+        s.embeddedRoot = nil
+        s.connectURI = "qemu:///system"
+        #expect(ClusterManager.warmIneligible(s, environment: [:])?.contains("qemu:///system") == true)
     }
 }
