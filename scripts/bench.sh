@@ -134,9 +134,15 @@ if [ "${WARMST:-1}" = 1 ]; then
     log "cluster up $n --warm: restored"
     t0=$(now); "$VMCTL" cluster up "$n" --name benchwarm >/dev/null; t1=$(now); WW=$(python3 -c "print('%.1f' % ($t1-$t0))")
     rss=0; for i in $(seq 1 "$n"); do rss=$((rss + $(rss_mib "$(qemu_pid "benchwarm-node$i")"))); done
+    cp "$VMCTL_HOME/clusters/benchwarm/libvirt/log/qemu/benchwarm-node1.log" "$WORK/warm-qemu.log"
+    cp "$VMCTL_HOME/clusters/benchwarm/nodes/node1/seed.iso" "$WORK/warm-seed.iso"
     "$VMCTL" cluster clean --name benchwarm >/dev/null
+    log "bare QEMU: the same save restored with -incoming, $n at once"
+    SNAP=$(ls -td "$VMCTL_HOME"/images/warm/*/ | head -1)
+    BR=$(python3 scripts/bare-restore.py "$WORK/warm-qemu.log" "${SNAP%/}" "$WORK/warm-seed.iso" "$n" "$WORK" || echo nan)
     WARMROWS+="| first warm \`cluster up $n\` (boots a template, saves it, restores $n) | ${WF} s | ${B} s (cold) | $(ratio "$WF" "$B") | | |"$'\n'
     WARMROWS+="| warm \`cluster up $n\`, all SSH-verified with their own identity | ${WW} s | ${B} s (cold) | $(ratio "$WW" "$B") | | $((rss / n)) MiB |"$'\n'
+    WARMROWS+="| warm \`cluster up $n\` against bare QEMU restoring the same save (\`-incoming\`, to running: no identity, no SSH) | ${WW} s | ${BR} s | $(ratio "$WW" "$BR") | | |"$'\n'
   done
 fi
 
