@@ -67,18 +67,26 @@ def adapt(args, i, snapshot, seed, work):
 
 
 def running(sock):
+    """Whether the guest runs; once the incoming migration has completed it is resumed, as
+    libvirt does (the stream keeps the paused state libvirt saved it in)."""
     try:
         s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sock)
         f = s.makefile("rw")
         f.readline()
-        for cmd in ({"execute": "qmp_capabilities"}, {"execute": "query-status"}):
-            f.write(json.dumps(cmd) + "\n"); f.flush()
+
+        def ask(cmd):
+            f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
             while True:
                 r = json.loads(f.readline())
                 if "return" in r or "error" in r:
-                    break
+                    return r.get("return", {})
+        ask("qmp_capabilities")
+        status = ask("query-status").get("status")
+        if status == "paused" and ask("query-migrate").get("status") == "completed":
+            ask("cont")
+            status = ask("query-status").get("status")
         s.close()
-        return r.get("return", {}).get("status") == "running"
+        return status == "running"
     except (OSError, ValueError):
         return False
 
