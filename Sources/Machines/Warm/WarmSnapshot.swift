@@ -69,24 +69,25 @@ public struct WarmSnapshot: Sendable {
     public var saveFile: String { Self.saveFile(directory) }
     public var disk: String { Self.diskFile(directory) }
 
-    /// The snapshot for `key` under `root`, if one was finished (its record written last).
+    /// The finished snapshot in `dir` (its record is written last), or nil.
+    static func load(_ dir: String) -> WarmSnapshot? {
+        guard let data = FileManager.default.contents(atPath: metaFile(dir)),
+              let meta = try? JSONDecoder.iso.decode(Meta.self, from: data) else { return nil }
+        return WarmSnapshot(directory: dir, meta: meta)
+    }
+
+    /// The snapshot for `key` under `root`, if one was finished and both its files are there.
     public static func find(_ key: Key, in root: String) -> WarmSnapshot? {
         let dir = directory(for: key, in: root)
-        guard let data = FileManager.default.contents(atPath: metaFile(dir)),
-              let meta = try? JSONDecoder.iso.decode(Meta.self, from: data), meta.key == key,
+        guard let snap = load(dir), snap.meta.key == key,
               FileManager.default.fileExists(atPath: saveFile(dir)), FileManager.default.fileExists(atPath: diskFile(dir))
         else { return nil }
-        return WarmSnapshot(directory: dir, meta: meta)
+        return snap
     }
 
     /// Every finished snapshot under `root`.
     public static func all(in root: String) -> [WarmSnapshot] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return names.sorted().compactMap { name in
-            guard let data = FileManager.default.contents(atPath: metaFile("\(root)/\(name)")),
-                  let meta = try? JSONDecoder.iso.decode(Meta.self, from: data) else { return nil }
-            return WarmSnapshot(directory: "\(root)/\(name)", meta: meta)
-        }
+        ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted().compactMap { load("\(root)/\($0)") }
     }
 
     /// Removes every snapshot under `root` of an image that is neither tagged now (`current`
