@@ -1,4 +1,5 @@
 import Foundation
+import Blocking
 import Testing
 @testable import CloudInit
 @testable import Libvirt
@@ -58,26 +59,57 @@ struct WarmStartTests {
                      now: 1_764_480_000.25, entropy: [UInt8](repeating: 7, count: 64))
     }
 
-    @Test("the identity script is valid sh, ends with the end marker, carries contents base64-encoded, and orders clock, RNG, MAC, address, sshd")
+    @Test("the identity: directives in order (RNG, clock, names, keys), paths and contents base64-encoded, then valid sh for the NIC and sshd")
     func identityScript() throws {
         let s = Self.identity().script()
         #expect(s.hasSuffix("\n\(WarmIdentity.endMarker)\n"))
         #expect(!s.contains("BEGIN OPENSSH"))  // keys travel base64-encoded, never quoted
-        #expect(s.contains(Data("-----BEGIN OPENSSH PRIVATE KEY-----\nabc'\"$x\n-----END OPENSSH PRIVATE KEY-----\n".utf8).base64EncodedString()))
-        #expect(s.contains("date -u -s @1764480000.250"))
-        let order = ["date -u -s", "0x5207", "/etc/hostname", "/etc/machine-id", "ssh_host_ed25519_key",
-                     "address 52:54:00:bb:00:02", "ip addr replace 192.168.76.12/24", "systemctl start ssh.service"]
-        let positions = order.map { s.range(of: $0)?.lowerBound }
+        #expect(!s.contains("systemctl unmask") && !s.contains("python3"))  // no systemd reload, no interpreter per clone
+        let lines = s.split(separator: "\n").map(String.init).dropLast()
+        let directives = lines.filter { $0.hasPrefix("#vmctl-") }
+        let kinds = directives.map { String($0.prefix { $0 != " " }) }
+        typealias D = WarmIdentity.Directive
+        #expect(Array(kinds.prefix(2)) == [D.entropy.rawValue, D.clock.rawValue])
+        #expect(directives[0] == "\(D.entropy.rawValue) \(Data([UInt8](repeating: 7, count: 64)).base64EncodedString())")
+        #expect(directives[1] == "\(D.clock.rawValue) 1764480000.250")
+        // Every file: MODE OWNER PATH CONTENT, the last two base64.
+        let files = directives.filter { $0.hasPrefix(D.file.rawValue + " ") }.map { line -> (mode: String, owner: String, path: String, content: String) in
+            let w = line.split(separator: " ").map(String.init)
+            func d(_ s: String) -> String { String(decoding: Data(base64Encoded: s) ?? Data(), as: UTF8.self) }
+            return (w[1], w[2], d(w[3]), d(w[4]))
+        }
+        #expect(files.map(\.path) == ["/etc/hostname", "/etc/machine-id", "/etc/hosts", "/etc/ssh/ssh_host_ed25519_key",
+                                      "/etc/ssh/ssh_host_ed25519_key.pub", "~/.ssh/authorized_keys", WarmIdentity.recordPath])
+        #expect(files[3].content == "-----BEGIN OPENSSH PRIVATE KEY-----\nabc'\"$x\n-----END OPENSSH PRIVATE KEY-----\n" && files[3].mode == "600")
+        #expect(files[5].owner == "vmctl" && files[5].mode == "600" && files[0].owner == "root")
+        // The old host keys go before the new one is written; the hostname is set with its file.
+        #expect(kinds.firstIndex(of: D.remove.rawValue)! < kinds.lastIndex(of: D.file.rawValue)!)
+        #expect(kinds.contains(D.hostname.rawValue) && directives.contains("\(D.hostname.rawValue) node2"))
+        // The shell remainder: MAC before address before sshd, and it parses (sh -n).
+        let shell = lines.filter { !$0.hasPrefix("#vmctl-") }.joined(separator: "\n")
+        let order = ["address 52:54:00:bb:00:02", "addr replace 192.168.76.12/24", "systemctl start ssh.service"]
+        let positions = order.map { shell.range(of: $0)?.lowerBound }
         #expect(positions.allSatisfy { $0 != nil }, "\(order)")
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
-        // sh -n: the script (without its end marker) parses.
-        let body = s.replacingOccurrences(of: "\(WarmIdentity.endMarker)\n", with: "")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-n", "-c", body]
+        p.arguments = ["-n", "-c", shell]
         try p.run(); p.waitUntilExit()
         #expect(p.terminationStatus == 0)
         #expect(WarmIdentity.newMachineID().count == 32 && WarmIdentity.newMachineID() != WarmIdentity.newMachineID())
+    }
+
+    @Test("the warm agent is valid Python that handles every directive itself, and the template stops sshd without masking it")
+    func agentSource() throws {
+        let src = WarmAgent.python()
+        #expect(src.contains("0x40085203") && src.contains("0x5207"))
+        #expect(WarmIdentity.Directive.allCases.allSatisfy { src.contains("\"\($0.rawValue)\"") })
+        #expect(WarmAgent.bootcmd().flatMap { $0 }.allSatisfy { !$0.contains("systemctl mask") })
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try Command.require("python3"))
+        p.arguments = ["-c", "import sys; compile(sys.argv[1], 'agent.py', 'exec')", src]
+        try p.run(); p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
     }
 
     static func key(image: String = "76daf74d3255aa", cpus: Int = 2, memory: Int = 2048, qemu: UInt = 7_002_022) -> WarmSnapshot.Key {

@@ -91,10 +91,9 @@ extension Machine {
     }
 
     /// Sends a restored clone its identity over its port; the agent applies it, starts sshd,
-    /// and prints the ready line as a cold boot would. Throws with the agent's reason.
+    /// and prints the ready line a cold boot prints. Throws with the agent's reason.
     public func giveIdentity(_ identity: WarmIdentity, deadline: ContinuousClock.Instant) async throws {
-        let script = identity.script(then: Readiness.pollerScript(user: spec.login.user))
-        let answer = try await IdentityPort.deliver(script, to: spec.files.identitySocket, deadline: deadline)
+        let answer = try await IdentityPort.deliver(identity.script(), to: spec.files.identitySocket, deadline: deadline)
         guard answer == "ok" else {
             throw NodeFailure(node: spec.hostname, reason: "its warm identity was not applied: \(answer)",
                               serialTail: SerialLogWatcher.tail(spec.files.serialLog), code: .nodeFailed)

@@ -17,15 +17,24 @@ public enum WarmAgent {
     /// Where the template's seed writes the agent.
     public static let path = "/var/lib/vmctl-warm/agent.py"
 
+    /// The agent. A clone's identity arrives as directive lines (`#vmctl-…`, applied here in
+    /// order, in this process: under TCG every process a clone starts costs it tens of
+    /// milliseconds, a python3 a second) and a shell remainder (NICs, sshd). Once both worked
+    /// the agent prints the ready line itself: sshd (`Type=notify`) listens when `systemctl
+    /// start` returns, and every other condition the cold poller waits for was just written.
     public static func python() -> String {
-        """
-        import os, select, subprocess, sys, time
+        let d = WarmIdentity.Directive.self
+        return """
+        import base64, fcntl, glob, os, pwd, select, socket, struct, subprocess, sys, time
         END = b"\\n\(WarmIdentity.endMarker)\\n"
         fd = os.open("/dev/virtio-ports/\(WarmIdentity.portName)", os.O_RDWR)
-        with open("/proc/uptime") as f:
-            up = f.read().split()[0]
-        with open("/dev/ttyS0", "w") as tty:
-            print("\(idleMarker) %s" % up, file=tty, flush=True)
+        def uptime():
+            with open("/proc/uptime") as f:
+                return f.read().split()[0]
+        def tty(line):
+            with open("/dev/ttyS0", "w") as t:
+                print(line, file=t, flush=True)
+        tty("\(idleMarker) %s" % uptime())
         buf = b""
         while END not in buf:
             p = select.poll()
@@ -37,20 +46,77 @@ public enum WarmAgent {
                     buf += chunk
                     continue
             time.sleep(0.02)
-        script = buf.split(END)[0].decode()
-        r = subprocess.run(["/bin/sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        out = r.stdout.decode(errors="replace").strip().replace("\\n", " | ")[-400:]
-        os.write(fd, (("ok" if r.returncode == 0 else "failed (exit %d): %s" % (r.returncode, out)) + "\\n").encode())
-        sys.exit(r.returncode)
+        def b64(s):
+            return base64.b64decode(s)
+        def put(path, data, mode, owner):
+            tmp = path + ".vmctl-new"
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            f = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(f, data)
+                os.fchown(f, owner.pw_uid, owner.pw_gid)
+                os.fchmod(f, mode)
+            finally:
+                os.close(f)
+            os.rename(tmp, path)
+        def answer(text):
+            os.write(fd, (text + "\\n").encode())
+        shell = []
+        try:
+            for line in buf.split(END)[0].decode().split("\\n"):
+                word, _, arg = line.partition(" ")
+                if word == "\(d.entropy.rawValue)":
+                    # The kernel RNG: credit the host's bytes, then reseed the CRNG
+                    # (RNDADDENTROPY, RNDRESEEDCRNG).
+                    b = b64(arg)
+                    with open("/dev/random", "wb") as rnd:
+                        fcntl.ioctl(rnd, 0x40085203, struct.pack("ii", len(b) * 8, len(b)) + b)
+                        fcntl.ioctl(rnd, 0x5207)
+                elif word == "\(d.clock.rawValue)":
+                    time.clock_settime(time.CLOCK_REALTIME, float(arg))
+                elif word == "\(d.hostname.rawValue)":
+                    socket.sethostname(arg)
+                elif word == "\(d.remove.rawValue)":
+                    for f in glob.glob(b64(arg).decode()):
+                        os.unlink(f)
+                elif word == "\(d.file.rawValue)":
+                    # MODE OWNER PATH CONTENT; a path starting ~/ is in OWNER's home (made 0700).
+                    mode, owner, path, content = arg.split(" ")
+                    who = pwd.getpwnam(owner)
+                    path = b64(path).decode()
+                    if path.startswith("~/"):
+                        path = os.path.join(who.pw_dir, path[2:])
+                        parent = os.path.dirname(path)
+                        if not os.path.isdir(parent):
+                            os.mkdir(parent, 0o700)
+                            os.chown(parent, who.pw_uid, who.pw_gid)
+                    put(path, b64(content), int(mode, 8), who)
+                else:
+                    shell.append(line)
+        except Exception as e:
+            answer("failed: %s" % e)
+            sys.exit(1)
+        r = subprocess.run(["/bin/sh", "-c", "\\n".join(shell)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            out = r.stdout.decode(errors="replace").strip().replace("\\n", " | ")[-400:]
+            answer("failed (exit %d): %s" % (r.returncode, out))
+            sys.exit(r.returncode)
+        addrs = subprocess.run(["ip", "-o", "addr", "show", "scope", "global"], stdout=subprocess.PIPE).stdout.decode()
+        addrs = ",".join(l.split()[3] for l in addrs.splitlines() if len(l.split()) > 3)
+        tty("\(Readiness.readyMarker) %s %s addrs=%s" % (socket.gethostname(), uptime(), addrs))
+        answer("ok")
+        os.sync()
         """
     }
 
     /// The template's preparation before it says it is idle: cloud-init finished, sshd stopped
-    /// (masked until a clone's identity unmasks it) and no host key left, everything on disk,
-    /// the page cache dropped (less to save, less for every clone to load).
+    /// and no host key left, everything on disk, the page cache dropped (less to save, less for
+    /// every clone to load). Stopped, not masked: the boot is over, nothing starts sshd again,
+    /// and unmasking in every clone would cost two systemd reloads (seconds under TCG).
     static let prepare = """
         timeout 120 cloud-init status --wait >/dev/null 2>&1
-        systemctl mask --runtime --now ssh.service ssh.socket sshd.service >/dev/null 2>&1
+        systemctl stop ssh.socket ssh.service sshd.service >/dev/null 2>&1
         rm -f /etc/ssh/ssh_host_*
         sync; echo 3 > /proc/sys/vm/drop_caches
         exec python3 \(path)

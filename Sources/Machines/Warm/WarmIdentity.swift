@@ -48,58 +48,68 @@ public struct WarmIdentity: Sendable {
         randomBytes(16).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// `content` written to `path` (double-quoted: `$home` expands) with `mode`, through base64
-    /// (no quoting of keys or names).
-    static func file(_ path: String, _ content: String, mode: String) -> String {
-        let b64 = Data(content.utf8).base64EncodedString()
-        return "umask 077; printf '%s' '\(b64)' | base64 -d > \"\(path).vmctl-new\" && chmod \(mode) \"\(path).vmctl-new\" && mv -f \"\(path).vmctl-new\" \"\(path)\""
+    /// What the agent applies itself, in the order the lines come (see `WarmAgent.python`).
+    public enum Directive: String, CaseIterable, Sendable {
+        /// `#vmctl-entropy BASE64`: credited to the kernel RNG, then the CRNG reseeded.
+        case entropy = "#vmctl-entropy"
+        /// `#vmctl-clock SECONDS`: the wall clock (the template's stopped when it was saved).
+        case clock = "#vmctl-clock"
+        /// `#vmctl-hostname NAME`: the kernel's hostname.
+        case hostname = "#vmctl-hostname"
+        /// `#vmctl-rm BASE64(GLOB)`: every file the glob matches removed.
+        case remove = "#vmctl-rm"
+        /// `#vmctl-file MODE OWNER BASE64(PATH) BASE64(CONTENT)`: written whole and renamed into
+        /// place; a path starting `~/` is in OWNER's home.
+        case file = "#vmctl-file"
     }
 
-    /// The script, ending with `endMarker` on a line of its own. Every name in it comes from
-    /// vmctl's validated spec; contents travel base64-encoded.
-    public func script(then more: String = "") -> String {
-        let home = "$home"
+    static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+
+    static func file(_ path: String, _ content: String, mode: String, owner: String = "root") -> String {
+        "\(Directive.file.rawValue) \(mode) \(owner) \(b64(path)) \(b64(content))"
+    }
+
+    /// What vmctl sends, ending with `endMarker` on a line of its own: directives the agent
+    /// applies in order (RNG, clock, names, keys), then shell for the NICs and sshd. Every
+    /// name in it comes from vmctl's validated spec; paths and contents travel base64-encoded.
+    /// The agent prints the ready line once all of it worked.
+    public func script() -> String {
         var lines = [
-            "set -u",
-            "home=$(getent passwd \(user) | cut -d: -f6); [ -n \"$home\" ] || { echo 'no user \(user)'; exit 1; }",
-            // On the serial console (vmctl's log of the node) and in the journal.
-            "say() { echo \"\(Self.appliedMarker) $*\" > /dev/ttyS0; logger -t \(Self.appliedMarker) \"$*\" 2>/dev/null; }",
-            // The clock: the template's stopped when it was saved.
-            "date -u -s @\(String(format: "%.3f", now)) >/dev/null",
-            // The kernel RNG: the template's pool state is shared by every clone of it.
-            "python3 -c 'import base64,fcntl,struct,sys; b=base64.b64decode(sys.argv[1]); f=open(\"/dev/random\",\"wb\"); "
-                + "fcntl.ioctl(f,0x40085203,struct.pack(\"ii\",len(b)*8,len(b))+b); fcntl.ioctl(f,0x5207)' "
-                + "'\(Data(entropy).base64EncodedString())' && say rng reseeded with \(entropy.count) host bytes",
+            "\(Directive.entropy.rawValue) \(Data(entropy).base64EncodedString())",
+            "\(Directive.clock.rawValue) \(String(format: "%.3f", now))",
             Self.file("/etc/hostname", hostname + "\n", mode: "644"),
-            "hostname '\(hostname)'",
+            "\(Directive.hostname.rawValue) \(hostname)",
             Self.file("/etc/machine-id", machineID + "\n", mode: "444"),
             Self.file("/etc/hosts", etcHosts, mode: "644"),
-            "rm -f /etc/ssh/ssh_host_*",
+            "\(Directive.remove.rawValue) \(Self.b64("/etc/ssh/ssh_host_*"))",
             Self.file("/etc/ssh/ssh_host_ed25519_key", hostKey.privateKey.hasSuffix("\n") ? hostKey.privateKey : hostKey.privateKey + "\n", mode: "600"),
             Self.file("/etc/ssh/ssh_host_ed25519_key.pub", hostKey.publicKey + "\n", mode: "644"),
-            "install -d -m 700 -o \(user) -g \(user) \"\(home)/.ssh\"",
-            Self.file("\(home)/.ssh/authorized_keys", authorizedKeys.joined(separator: "\n") + "\n", mode: "600"),
-            "chown \(user):\(user) \"\(home)/.ssh/authorized_keys\"",
+            Self.file("~/.ssh/authorized_keys", authorizedKeys.joined(separator: "\n") + "\n", mode: "600", owner: user),
+            Self.file(Self.recordPath, "hostname=\(hostname) machine-id=\(machineID) applied=\(Int(now))\n", mode: "644"),
+            "set -u",
+            // On the serial console (vmctl's log of the node) and in the journal.
+            "say() { echo \"\(Self.appliedMarker) $*\" > /dev/ttyS0; logger -t \(Self.appliedMarker) \"$*\" 2>/dev/null; }",
+            "say rng reseeded with \(entropy.count) host bytes",
         ]
         for n in nics {
-            lines.append("dev=$(grep -l -x '\(n.templateMAC)' /sys/class/net/*/address | head -1 | cut -d/ -f5)")
+            // Shell builtins only to find the NIC; one `ip` for all of its changes.
+            lines.append("dev=; for f in /sys/class/net/*/address; do read -r a < \"$f\"; [ \"$a\" = '\(n.templateMAC)' ] && { dev=${f%/address}; dev=${dev##*/}; break; }; done")
             lines.append("[ -n \"$dev\" ] || { say failed: no NIC with MAC \(n.templateMAC); exit 1; }")
+            let addrs = n.addresses.map { "addr replace \($0) dev $dev" }
             if n.mac != n.templateMAC {
                 // virtio-net changes its MAC live (it tells QEMU); otherwise down, change, up.
-                lines.append("ip link set dev \"$dev\" address \(n.mac) 2>/dev/null || { ip link set dev \"$dev\" down; ip link set dev \"$dev\" address \(n.mac); }")
-            }
-            lines.append("ip link set dev \"$dev\" up")
-            for a in n.addresses {
-                lines.append("ip addr replace \(a) dev \"$dev\"")
+                let live = (["link set dev $dev address \(n.mac)", "link set dev $dev up"] + addrs).joined(separator: "\\n")
+                let down = (["link set dev $dev down", "link set dev $dev address \(n.mac)", "link set dev $dev up"] + addrs).joined(separator: "\\n")
+                lines.append("printf \"\(live)\\n\" | ip -batch - 2>/dev/null || printf \"\(down)\\n\" | ip -batch -")
+            } else {
+                let up = (["link set dev $dev up"] + addrs).joined(separator: "\\n")
+                lines.append("printf \"\(up)\\n\" | ip -batch -")
             }
         }
         lines += [
-            "systemctl unmask --runtime ssh.service >/dev/null 2>&1; systemctl unmask --runtime sshd.service >/dev/null 2>&1",
             "systemctl start ssh.service 2>/dev/null || systemctl start sshd.service",
-            "echo \"hostname=\(hostname) machine-id=\(machineID) applied=$(date -u +%s)\" > \(Self.recordPath)",
             "say applied \(hostname)",
         ]
-        if !more.isEmpty { lines.append(more) }
         lines.append(Self.endMarker)
         return lines.joined(separator: "\n") + "\n"
     }
