@@ -144,6 +144,15 @@ if [ "${WARMST:-1}" = 1 ]; then
     WARMROWS+="| warm \`cluster up $n\`, all SSH-verified with their own identity | ${WW} s | ${B} s (cold) | $(ratio "$WW" "$B") | | $((rss / n)) MiB |"$'\n'
     WARMROWS+="| warm \`cluster up $n\` against bare QEMU restoring the same save (\`-incoming\`, to running: no identity, no SSH) | ${WW} s | ${BR} s | $(ratio "$WW" "$BR") | | |"$'\n'
   done
+  # Ten nodes from the same snapshot (WARMN=0 skips; no cold reference: ten cold boots take minutes).
+  for n in ${WARMN:-10}; do
+    [ "$n" = 0 ] && continue
+    log "cluster up $n: warm"
+    t0=$(now); "$VMCTL" cluster up "$n" --name benchwarm >/dev/null; t1=$(now); WW=$(python3 -c "print('%.1f' % ($t1-$t0))")
+    rss=0; for i in $(seq 1 "$n"); do rss=$((rss + $(rss_mib "$(qemu_pid "benchwarm-node$i")"))); done
+    "$VMCTL" cluster clean --name benchwarm >/dev/null
+    WARMROWS+="| warm \`cluster up $n\`, all SSH-verified with their own identity | ${WW} s | | | | $((rss / n)) MiB |"$'\n'
+  done
 fi
 
 # --- ClusterOS (SLURM=0 skips): cold build, one-file rebuild, up 3 to `srun -N3` answering ----------

@@ -13,12 +13,18 @@ func buildImage(_ name: String, state: StateDir, force: Bool = false,
                                users: { ClusterRegistry(state: state).imageUsers()[$0] ?? [] })
     let start = ContinuousClock.now
     let image = try await builder.build(name, force: force) { progress($0, (ContinuousClock.now - start).seconds) }
-    pruneWarmSnapshots(state)
+    // A rebuilt image's snapshots are never restored: they go now (unless clones sit on them),
+    // and the next `cluster up` of each shape makes a new one (faster than a cold boot here).
+    for gone in pruneWarmSnapshots(state) {
+        progress("warm snapshot \(gone) removed (its image was rebuilt or removed); the next `cluster up` of its shape makes a new one",
+                 (ContinuousClock.now - start).seconds)
+    }
     return image
 }
 
 /// Warm snapshots of images no longer tagged go, unless clones' disks still sit on them.
-func pruneWarmSnapshots(_ state: StateDir) {
+@discardableResult
+func pruneWarmSnapshots(_ state: StateDir) -> [String] {
     WarmSnapshot.prune(in: state.warm, current: Set(ImageStore(state: state).list().map(\.hash)),
                        inUse: Set(ClusterRegistry(state: state).imageUsers().keys))
 }
