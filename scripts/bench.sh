@@ -150,9 +150,22 @@ if [ "${WARMST:-1}" = 1 ]; then
     log "cluster up $n: warm"
     t0=$(now); "$VMCTL" cluster up "$n" --name benchwarm >/dev/null; t1=$(now); WW=$(python3 -c "print('%.1f' % ($t1-$t0))")
     rss=0; for i in $(seq 1 "$n"); do rss=$((rss + $(rss_mib "$(qemu_pid "benchwarm-node$i")"))); done
+    # The ten pass `cluster test` (issue: density; here rather than in make test, for CI time).
+    CT=$("$VMCTL" cluster test --name benchwarm 2>&1 | tail -1 || true)
     "$VMCTL" cluster clean --name benchwarm >/dev/null
-    WARMROWS+="| warm \`cluster up $n\`, all SSH-verified with their own identity | ${WW} s | | | | $((rss / n)) MiB |"$'\n'
+    WARMROWS+="| warm \`cluster up $n\`, all SSH-verified with their own identity (then \`cluster test\`: $CT) | ${WW} s | | | | $((rss / n)) MiB |"$'\n'
   done
+fi
+
+# --- density (DENSITY=0 skips): host memory per idle node, 60 s after `up 3`, levers on and off --
+DENSROWS=""
+if [ "${DENSITY:-1}" = 1 ]; then
+  log "density: host memory per idle node (cold and warm, levers off and on)"
+  export VMCTL
+  DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon)" 3 cold)"$'\n'
+  DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 cold)"$'\n'
+  DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon)" 3 warm)"$'\n'
+  DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 warm)"$'\n'
 fi
 
 # --- ClusterOS (SLURM=0 skips): cold build, one-file rebuild, up 3 to `srun -N3` answering ----------
@@ -234,3 +247,11 @@ printf "%s" "$ROWS"
 printf "%s" "$WARMROWS"
 printf "%s" "$SLURMROWS"
 printf "%s" "$USBROWS"
+if [ -n "$DENSROWS" ]; then
+  echo
+  echo "Host memory per idle node, 2 GiB debian-12 nodes, \`cluster up 3\`, measured 60 s after it finished:"
+  echo
+  echo "| levers | boot | N | up | MemAvailable drop / node | QEMU RSS / node | QEMU PSS / node |"
+  echo "|---|---|---|---|---|---|---|"
+  printf "%s" "$DENSROWS"
+fi

@@ -9,7 +9,8 @@ extension ClusterManager {
     func warmKey(_ s: ClusterState, connection: Connection) async throws -> WarmSnapshot.Key {
         WarmSnapshot.Key(image: s.imageHash, cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB, accelerator: s.accelerator,
                          cpuModel: s.accelerator == .tcg ? "qemu64" : nil,
-                         qemu: try await connection.hypervisorVersion(), libvirt: try await connection.libraryVersion())
+                         qemu: try await connection.hypervisorVersion(), libvirt: try await connection.libraryVersion(),
+                         balloon: MemoryLevers.standard.balloon)
     }
 
     /// The warm snapshot for this cluster's image and shape: found, or made now by booting a

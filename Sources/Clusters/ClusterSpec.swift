@@ -22,8 +22,10 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
     /// Most nodes one `up` will make.
     public static let maxNodes = 64
 
-    /// Refuses nonsense before anything is created. `freeMemoryMiB` is what the host has available.
-    public func validate(freeMemoryMiB: Int?) throws {
+    /// Refuses nonsense before anything is created. `freeMemoryMiB` is what the host has
+    /// available; nodes are planned at what they cost once idle (`HostMemory.perNodeMiB`),
+    /// under TCG unless `tcg` is false.
+    public func validate(freeMemoryMiB: Int?, tcg: Bool = true) throws {
         guard nodes >= 1 else { throw VMCtlError.usage("a cluster needs at least 1 node (got \(nodes))") }
         guard nodes <= Self.maxNodes else {
             throw VMCtlError.usage("\(nodes) nodes is more than vmctl makes at once (max \(Self.maxNodes))")
@@ -31,9 +33,14 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
         guard (1...64).contains(cpus) else { throw VMCtlError.usage("--cpus must be 1…64 (got \(cpus))") }
         guard memoryMiB >= 256 else { throw VMCtlError.usage("--memory must be at least 256M (got \(memoryMiB) MiB)") }
         guard (3...4096).contains(diskGiB) else { throw VMCtlError.usage("--disk must be 3G…4T (got \(diskGiB) GiB)") }
-        if let free = freeMemoryMiB, nodes * memoryMiB > free {
-            throw VMCtlError.usage("\(nodes) × \(memoryMiB) MiB = \(nodes * memoryMiB) MiB is more than the "
-                + "\(free) MiB this host has available: use fewer nodes or a smaller --memory")
+        if let free = freeMemoryMiB {
+            let each = HostMemory.perNodeMiB(memoryMiB: memoryMiB, tcg: tcg)
+            let fit = HostMemory.fit(memoryMiB: memoryMiB, tcg: tcg, availableMiB: free)
+            if nodes > fit {
+                throw VMCtlError(.hostMemory, message: "\(nodes) nodes of \(memoryMiB) MiB need about \(nodes * each) MiB of host memory "
+                    + "(\(each) MiB each: guest, \(tcg ? "TCG translation cache, " : "")QEMU) and this host has \(free) MiB available "
+                    + "(\(HostMemory.reserveMiB) MiB kept for itself): \(fit) fit; use fewer nodes or a smaller --memory")
+            }
         }
     }
 
@@ -58,17 +65,5 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
             throw VMCtlError(.notFound, message: "no node '\(s)': nodes are node1…node\(count) (or just 1…\(count))")
         }
         return i
-    }
-}
-
-/// The host's available memory, from /proc/meminfo.
-public enum HostMemory {
-    public static func availableMiB() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
-            let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-            return kb.map { $0 / 1024 }
-        }
-        return nil
     }
 }

@@ -185,4 +185,39 @@ public final class Domain: Sendable {
             return Info(memoryKiB: i.memory, vcpus: i.nrVirtCpu, cpuTimeNs: i.cpuTime)
         }
     }
+
+    /// The balloon's view of memory (`virDomainMemoryStats`), in KiB by libvirt's tag names:
+    /// `actual` (the balloon's target), `rss` (QEMU's resident memory on the host), and with
+    /// the guest's stats period set `unused`, `available`, `usable`, `disk_caches`.
+    public func memoryStats() async throws -> [String: UInt64] {
+        let name = self.name
+        return try await call("memstats") { d in
+            var stats = [virDomainMemoryStatStruct](repeating: virDomainMemoryStatStruct(), count: Int(VIR_DOMAIN_MEMORY_STAT_NR.rawValue))
+            let n = try check(virDomainMemoryStats(d, &stats, UInt32(stats.count), 0), "read memory stats of \(name)")
+            var out: [String: UInt64] = [:]
+            for s in stats.prefix(Int(n)) {
+                let tag: String? = switch UInt32(s.tag) {
+                case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON.rawValue: "actual"
+                case VIR_DOMAIN_MEMORY_STAT_RSS.rawValue: "rss"
+                case VIR_DOMAIN_MEMORY_STAT_UNUSED.rawValue: "unused"
+                case VIR_DOMAIN_MEMORY_STAT_AVAILABLE.rawValue: "available"
+                case VIR_DOMAIN_MEMORY_STAT_USABLE.rawValue: "usable"
+                case VIR_DOMAIN_MEMORY_STAT_DISK_CACHES.rawValue: "disk_caches"
+                case VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE.rawValue: "last_update"
+                default: nil
+                }
+                if let tag { out[tag] = s.val }
+            }
+            return out
+        }
+    }
+
+    /// Sets the memory the running guest may use, through its balloon (`virDomainSetMemoryFlags`,
+    /// live): the guest gives pages back below its boot size, and takes them again up to it.
+    public func setMemory(kiB: UInt) async throws {
+        let name = self.name
+        _ = try await call("setmem") { d in
+            try check(virDomainSetMemoryFlags(d, kiB, UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue)), "set the memory of \(name)")
+        }
+    }
 }

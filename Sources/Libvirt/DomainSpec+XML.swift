@@ -26,6 +26,9 @@ extension DomainSpec {
                 w.empty("acpi")
                 // Secure Boot needs SMM to protect the firmware's variables.
                 if uefi?.secureBoot == true { w.empty("smm", ["state": "on"]) }
+                if accelerator == .tcg, let mb = tbCacheMiB {
+                    w.element("tcg") { w in w.leaf("tb-cache", ["unit": "MiB"], String(mb)) }
+                }
             }
             if let model = cpuModel {
                 w.element("cpu", ["mode": "custom", "match": "exact", "check": "none"]) { w in
@@ -112,7 +115,11 @@ extension DomainSpec {
         } else {
             w.element("video") { w in w.empty("model", ["type": "none"]) }
         }
-        w.empty("memballoon", ["model": "none"])
+        if balloon {
+            w.element("memballoon", ["model": "virtio", "freePageReporting": "on"]) { w in w.empty("stats", ["period": "5"]) }
+        } else {
+            w.empty("memballoon", ["model": "none"])
+        }
         w.element("rng", ["model": "virtio"]) { w in w.leaf("backend", ["model": "random"], "/dev/urandom") }
     }
 

@@ -69,6 +69,11 @@ public struct DomainSpec: Sendable, Equatable {
     public var channel: Channel?
     /// The domain's UUID; nil lets libvirt choose one.
     public var uuid: String?
+    /// TCG's translation cache in MiB (nil: QEMU's default, 1 GiB, filled as code is translated).
+    public var tbCacheMiB: Int?
+    /// A virtio balloon with free page reporting (pages the guest frees go back to the host) and
+    /// guest statistics every 5 s; without it, no balloon at all.
+    public var balloon = false
 
     public struct Channel: Sendable, Equatable {
         public var name: String

@@ -60,6 +60,18 @@ public struct Doctor: Sendable {
         } else {
             checks.append(Check(name: "accel (auto)", ok: true, detail: "/dev/kvm present; probed on the first boot (needs a built image)"))
         }
+        if let free = HostMemory.availableMiB() {
+            let tcg = access("/dev/kvm", R_OK | W_OK) != 0 || AccelProbe(state: state).cached()?.accelerator == .tcg
+            let each = HostMemory.perNodeMiB(memoryMiB: 2048, tcg: tcg)
+            checks.append(Check(name: "host memory", ok: true,
+                                detail: "\(free) MiB available: about \(HostMemory.fit(memoryMiB: 2048, tcg: tcg, availableMiB: free)) idle 2 GiB nodes fit "
+                                    + "(\(each) MiB each; `cluster up` refuses more)"))
+        }
+        if let ksm = HostMemory.ksm() {
+            checks.append(Check(name: "KSM", ok: true, detail: ksm.running
+                ? "on: \(ksm.sharingMiB) MiB shared between identical pages (warm clones of one snapshot share most)"
+                : "off (optional): `echo 1 > /sys/kernel/mm/ksm/run` merges identical guest pages, most between warm clones; it costs host CPU"))
+        }
         return Report(checks: checks)
     }
 }

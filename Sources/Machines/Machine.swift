@@ -99,7 +99,7 @@ public struct Machine: Sendable {
             hostKey: .init(privateKey: try hostKey.privateKey(), publicKey: try hostKey.publicKeyLine()),
             interfaces: spec.networks.map(\.guestInterface),
             hosts: spec.hosts,
-            bootcmd: Readiness.bootcmd(user: spec.login.user))
+            bootcmd: Readiness.bootcmd(user: spec.login.user, dropCaches: spec.memoryLevers.dropCaches))
     }
 
     /// The domain: its boot, the overlay and the seed, its NICs, its labels.
@@ -357,7 +357,7 @@ extension MachineSpec {
         case nil:
             throw VMCtlError("machine \(hostname) has no boot source")
         }
-        return DomainSpec(
+        var spec = DomainSpec(
             name: name, accelerator: accelerator, memoryMiB: memoryMiB, vcpus: cpus,
             cpuModel: accelerator == .tcg ? "qemu64" : nil, boot: direct, uefi: uefi,
             disks: [.init(path: files.disk, format: .qcow2, target: "vda", bootOrder: rootBootOrder),
@@ -366,5 +366,8 @@ extension MachineSpec {
             vncPort: vncPort,
             vncSocket: vncPort == nil ? files.vncSocket : nil, labels: l,
             channel: identityPort ? .init(name: WarmIdentity.portName, socket: files.identitySocket) : nil, uuid: uuid)
+        spec.tbCacheMiB = memoryLevers.tbCacheMiB
+        spec.balloon = memoryLevers.balloon
+        return spec
     }
 }

@@ -40,6 +40,8 @@ public struct MachineSpec: Sendable {
     /// Whether the machine has vmctl's identity port (a warm template and its clones: the
     /// clones' devices must be the template's; a cold machine does without).
     public var identityPort = false
+    /// How much host memory the machine may keep (TCG's translation cache, a balloon).
+    public var memoryLevers = MemoryLevers.standard
 
     public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator,
                 boot: BootSource?, rootDisk: OverlayDisk?, networks: [any NetworkAttachment], login: Login,
@@ -127,3 +129,31 @@ public struct MachineFiles: Sendable, Equatable, Codable {
     /// Where a warm clone's save file (header and XML, then the snapshot's stream) is fed to libvirt.
     public var restoreFIFO: String { "\(directory)/restore.fifo" }
 }
+
+/// What an idle machine costs the host beyond its guest's working set, and how vmctl bounds
+/// it (issue: density). Under TCG, QEMU's translation cache is 1 GiB by default and fills as
+/// code is translated; a guest gives back nothing it once touched unless a balloon reports
+/// the pages it frees.
+public struct MemoryLevers: Sendable, Equatable, Codable {
+    /// TCG's translation cache in MiB; nil keeps QEMU's default (1 GiB).
+    public var tbCacheMiB: Int?
+    /// A virtio balloon with free page reporting (and `cluster set-memory`).
+    public var balloon: Bool
+    /// The guest drops its boot's page cache once ready (with the balloon, those pages go back).
+    public var dropCaches: Bool
+
+    public init(tbCacheMiB: Int?, balloon: Bool, dropCaches: Bool) {
+        self.tbCacheMiB = tbCacheMiB; self.balloon = balloon; self.dropCaches = dropCaches
+    }
+
+    /// vmctl's choice, measured in `make bench`; `VMCTL_TB_CACHE_MIB` (0: QEMU's default),
+    /// `VMCTL_BALLOON=0` and `VMCTL_DROP_CACHES=0` override it for measurements.
+    public static var standard: MemoryLevers {
+        let env = ProcessInfo.processInfo.environment
+        let tb = env["VMCTL_TB_CACHE_MIB"].flatMap(Int.init).map { $0 > 0 ? $0 : nil } ?? defaultTBCacheMiB
+        let balloon = env["VMCTL_BALLOON"] != "0"
+        return MemoryLevers(tbCacheMiB: tb, balloon: balloon, dropCaches: balloon && env["VMCTL_DROP_CACHES"] != "0")
+    }
+    public static let defaultTBCacheMiB: Int? = 64
+}
+

@@ -56,6 +56,7 @@ extension VMCtlError {
             case libvirtUnavailable = "libvirt-unavailable"
             case libvirtFailed = "libvirt-failed"
             case cancelled
+            case hostMemory = "host-memory"
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -93,6 +94,8 @@ extension VMCtlError {
         public static let libvirtFailed = Code(.libvirtFailed)
         /// Interrupted (Ctrl-C, SIGTERM); what the command made was removed. Exit 130.
         public static let cancelled = Code(.cancelled)
+        /// The host has not enough memory for what was asked (more nodes, bigger nodes). Exit 2.
+        public static let hostMemory = Code(.hostMemory)
 
         /// Every code, in a stable order.
         public static var all: [Code] { Value.allCases.map(Code.init) }
@@ -110,7 +113,7 @@ extension VMCtlError {
         /// for another to finish, 130 when interrupted, 1 otherwise.
         public var exitStatus: Int32 {
             switch value {
-            case .usage, .notFound, .wrongState, .nameInUse, .locked, .inUse, .imageNotBuilt, .libvirtBusy: 2
+            case .usage, .notFound, .wrongState, .nameInUse, .locked, .inUse, .imageNotBuilt, .libvirtBusy, .hostMemory: 2
             case .cancelled: 130
             case .failure, .nodeTimeout, .nodeFailed, .hostKeyMismatch, .sshFailed, .libvirtUnavailable, .libvirtFailed: 1
             }

@@ -16,9 +16,23 @@ struct ClusterModelTests {
         #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 65).validate(freeMemoryMiB: nil) }
         #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 1, cpus: 0).validate(freeMemoryMiB: nil) }
         #expect(throws: VMCtlError.self) { try ClusterSpec(nodes: 1, memoryMiB: 100).validate(freeMemoryMiB: nil) }
+        // Nodes are planned at what they cost once idle, not at their full memory: with the
+        // balloon a 2 GiB node costs its idle guest, the translation cache and QEMU.
+        let each = HostMemory.perNodeMiB(memoryMiB: 2048, tcg: true)
+        #expect(each < 2048 && each == HostMemory.idleGuestMiB + (MemoryLevers.standard.tbCacheMiB ?? 1024) + HostMemory.qemuOverheadMiB)
+        let fit = (12_000 - HostMemory.reserveMiB) / each
+        try ClusterSpec(nodes: fit, memoryMiB: 2048).validate(freeMemoryMiB: 12_000)
         #expect {
-            try ClusterSpec(nodes: 10, memoryMiB: 4096).validate(freeMemoryMiB: 20_000)
-        } throws: { e in (e as? VMCtlError)?.exitCode == 2 && "\(e)".contains("40960 MiB") }
+            try ClusterSpec(nodes: fit + 1, memoryMiB: 2048).validate(freeMemoryMiB: 12_000)
+        } throws: { e in
+            (e as? VMCtlError)?.code == .hostMemory && (e as? VMCtlError)?.exitCode == 2 && "\(e)".contains("\(fit) fit")
+                && "\(e)".contains("\((fit + 1) * each) MiB")
+        }
+        // Without a balloon a guest keeps all it touched: planned at its full size.
+        let plain = MemoryLevers(tbCacheMiB: nil, balloon: false, dropCaches: false)
+        #expect(HostMemory.perNodeMiB(memoryMiB: 2048, tcg: true, levers: plain) == 2048 + 1024 + HostMemory.qemuOverheadMiB)
+        #expect(HostMemory.perNodeMiB(memoryMiB: 2048, tcg: false, levers: plain) == 2048 + HostMemory.qemuOverheadMiB)
+        #expect(HostMemory.availableMiB(meminfo: "MemTotal: 1 kB\nMemAvailable:   2097152 kB\n") == 2048)
     }
 
     @Test("cluster names must be DNS labels; nodes are node1…nodeN, also as 1 or node1")

@@ -14,7 +14,7 @@ struct ErrorCodeTests {
         let expected: [String: Int32] = [
             "failure": 1, "usage": 2, "not-found": 2, "wrong-state": 2, "name-in-use": 2, "locked": 2, "in-use": 2,
             "image-not-built": 2, "node-timeout": 1, "node-failed": 1, "host-key-mismatch": 1, "ssh-failed": 1,
-            "libvirt-busy": 2, "libvirt-unavailable": 1, "libvirt-failed": 1, "cancelled": 130,
+            "libvirt-busy": 2, "libvirt-unavailable": 1, "libvirt-failed": 1, "cancelled": 130, "host-memory": 2,
         ]
         #expect(Dictionary(uniqueKeysWithValues: VMCtlError.Code.all.map { ("\($0)", $0.exitStatus) }) == expected)
         for code in VMCtlError.Code.all {

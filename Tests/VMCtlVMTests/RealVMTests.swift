@@ -198,7 +198,7 @@ struct RealVMTests {
         #expect(VMFixture.leftoverVerifyGuests() == [])
     }
 
-    @Test("bad input: unknown image, too many nodes, remote URI, bad name — clear errors, nothing created")
+    @Test("bad input: unknown image, too many nodes, remote URI, bad name, more than host memory holds — clear errors, nothing created")
     func badInput() async throws {
         let cases: [([String], String)] = [
             (["cluster", "up", "1", "--name", "it-bad", "--image", "nope"], "not built"),
@@ -219,6 +219,11 @@ struct RealVMTests {
             #expect(r.err.contains(message), "\(args): \(r.err)")
             #expect(r.err.split(separator: "\n").count == 1, "one line: \(r.err)")
         }
+        // More nodes than host memory holds: without a balloon every node is planned at its full
+        // size (with one, at what an idle node keeps: the unit tests check that arithmetic).
+        let big = try await VMFixture.vmctl(["cluster", "up", "40", "--name", "it-bad", "--memory", "2G"], env: ["VMCTL_BALLOON": "0"])
+        #expect(big.status == 2 && big.err.contains("of host memory") && big.err.contains("fit; use fewer nodes"), "\(big.err)")
+        #expect(big.err.split(separator: "\n").count == 1, "one line: \(big.err)")
         #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster("it-bad")))
         // Refused before anything was written.
         let written = (try? FileManager.default.contentsOfDirectory(atPath: "\(VMFixture.home)/dist-bad")) ?? []

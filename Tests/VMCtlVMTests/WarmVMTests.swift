@@ -6,7 +6,7 @@ import Testing
 @testable import Clusters
 
 extension RealVMTests {
-    @Test("warm start: up 3 makes the snapshot once and restores three distinct nodes (host keys, hostnames, machine-ids, cluster MACs and addresses, clocks, reseeded RNG) that pass cluster test; a second cluster restores from it beside the first; a clone boots cold after down/start; clean keeps the snapshot")
+    @Test("warm start: up 3 makes the snapshot once and restores three distinct nodes (host keys, hostnames, machine-ids, cluster MACs and addresses, clocks, reseeded RNG) that pass cluster test; a second cluster restores from it beside the first; a clone boots cold after down/start; clean keeps the snapshot; the balloon reports, gives freed pages back and follows set-memory")
     func warmStart() async throws {
         try await VMFixture.ensureImage()
         let a = "it-warm", b = "it-warm2"
@@ -28,6 +28,7 @@ extension RealVMTests {
                 #expect(test.out.contains("warm identity applied"), "\(test.out)")
                 let upB = try await second
                 #expect(upB.status == 0 && upB.out.contains("warm: using the snapshot"), "\(upB.out)\n\(upB.err)")
+                try await Self.balloon(b)
 
                 var machineIDs: Set<String> = []
                 for n in s.nodes {
@@ -74,4 +75,47 @@ extension RealVMTests {
         #expect(list.out.contains("2cpu/1024MiB") && list.out.contains("1cpu/768MiB"), "\(list.out)")
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: VMFixture.state.clusters)).contains { $0.hasPrefix("warm-") && !$0.hasSuffix(".lock") })
     }
+
+    /// The balloon of a running 1 GiB node: the guest's statistics reach the host; pages the
+    /// guest frees go back to the host (free page reporting: QEMU's RSS falls); `set-memory`
+    /// changes what the guest sees, and a size past the boot size is refused.
+    static func balloon(_ cluster: String) async throws {
+        func memory() async throws -> [String: Int] {
+            let r = try await VMFixture.vmctl(["cluster", "memory", "--name", cluster, "--json"])
+            try #require(r.status == 0, "\(r.err)")
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]])
+            let row = try #require(rows.first { $0["node"] as? String == "node1" }, "\(r.out)")
+            return row.compactMapValues { $0 as? Int }
+        }
+        func ssh(_ cmd: String) async throws -> String {
+            let r = try await VMFixture.vmctl(["cluster", "ssh", "--name", cluster, "node1", "--", cmd])
+            try #require(r.status == 0, "\(cmd): \(r.err)")
+            return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let first = try await memory()
+        #expect(first["bootMiB"] == 1024 && first["actualMiB"] == 1024, "\(first)")
+        #expect((first["guestUnusedMiB"] ?? 0) > 0 && (first["hostRSSMiB"] ?? 0) > 0, "guest stats reach the host: \(first)")
+        // 384 MiB written to tmpfs, then removed: QEMU holds them, then gives them back.
+        _ = try await ssh("dd if=/dev/zero of=/dev/shm/fill bs=1M count=384 status=none")
+        let full = try #require(try await memory()["hostRSSMiB"])
+        _ = try await ssh("rm /dev/shm/fill")
+        var rss = full
+        for _ in 0..<60 where rss > full - 256 {
+            try await Task.sleep(for: .milliseconds(500))
+            rss = try #require(try await memory()["hostRSSMiB"])
+        }
+        #expect(rss <= full - 256, "QEMU's RSS went from \(full) MiB only to \(rss) MiB after the guest freed 384 MiB")
+        // set-memory: the guest's MemTotal follows the balloon.
+        let total = { (s: String) in (Int(s) ?? 0) / 1024 }
+        let before = total(try await ssh("awk '/MemTotal/ {print $2}' /proc/meminfo"))
+        let set = try await VMFixture.vmctl(["cluster", "set-memory", "node1", "640M", "--name", cluster])
+        #expect(set.status == 0 && set.out.contains("balloon at 640 MiB of 1024 MiB"), "\(set.out)\(set.err)")
+        let after = total(try await ssh("awk '/MemTotal/ {print $2}' /proc/meminfo"))
+        #expect(after < before - 300 && after > 500, "MemTotal \(before) MiB -> \(after) MiB")
+        let back = try await VMFixture.vmctl(["cluster", "set-memory", "node1", "1G", "--name", cluster])
+        #expect(back.status == 0, "\(back.err)")
+        let tooBig = try await VMFixture.vmctl(["cluster", "set-memory", "node1", "2G", "--name", cluster])
+        #expect(tooBig.status == 2 && tooBig.err.contains("cannot grow past its boot size"), "\(tooBig.err)")
+    }
 }
+

@@ -118,7 +118,7 @@ public enum WarmAgent {
         timeout 120 cloud-init status --wait >/dev/null 2>&1
         systemctl stop ssh.socket ssh.service sshd.service >/dev/null 2>&1
         rm -f /etc/ssh/ssh_host_*
-        sync; echo 3 > /proc/sys/vm/drop_caches
+        sync; \(Readiness.returnFreePages)
         exec python3 \(path)
         """
 

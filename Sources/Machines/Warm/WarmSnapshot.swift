@@ -24,9 +24,10 @@ public struct WarmSnapshot: Sendable {
         public var libvirt: UInt
         public var protocolVersion: Int
         public init(image: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator, cpuModel: String?,
-                    qemu: UInt, libvirt: UInt, protocolVersion: Int = WarmSnapshot.protocolVersion) {
+                    qemu: UInt, libvirt: UInt, balloon: Bool = false, protocolVersion: Int = WarmSnapshot.protocolVersion) {
             self.image = image; self.cpus = cpus; self.memoryMiB = memoryMiB; self.accelerator = accelerator.rawValue
-            self.machine = "q35"; self.cpuModel = cpuModel ?? "host"; self.qemu = qemu; self.libvirt = libvirt
+            // A clone's devices must be the template's: the balloon is one.
+            self.machine = balloon ? "q35+balloon" : "q35"; self.cpuModel = cpuModel ?? "host"; self.qemu = qemu; self.libvirt = libvirt
             self.protocolVersion = protocolVersion
         }
         /// The snapshot's directory name: readable, and different for every field that matters.

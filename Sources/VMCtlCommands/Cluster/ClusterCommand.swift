@@ -17,5 +17,6 @@ struct ClusterCommand: AsyncParsableCommand {
               vmctl cluster clean                     remove everything, whatever state it is in
             """,
         subcommands: [ClusterUp.self, ClusterList.self, ClusterStatus.self, ClusterInfo.self, ClusterSSH.self,
-                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterConsole.self, ClusterCp.self, ClusterDown.self, ClusterStart.self, ClusterClean.self])
+                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterConsole.self, ClusterCp.self, ClusterMemory.self, ClusterSetMemory.self, ClusterDown.self,
+                      ClusterStart.self, ClusterClean.self])
 }

@@ -1,0 +1,47 @@
+import Foundation
+
+/// The host's memory as vmctl plans with it: what is available, what a node costs, how many fit.
+public enum HostMemory {
+    /// `MemAvailable` in MiB, or nil where /proc/meminfo cannot be read.
+    public static func availableMiB(meminfo: String? = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) -> Int? {
+        guard let text = meminfo else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 / 1024 }
+        }
+        return nil
+    }
+
+    /// What the host keeps free for itself and for vmctl's own work (image builds, libvirt).
+    public static let reserveMiB = 1024
+
+    /// What the guest of an idle debian-12 node touches and keeps, measured in `make bench`
+    /// (MemAvailable drop per node, less the translation cache): the planning figure for a
+    /// node whose memory is larger. A node given less is planned at its full size.
+    public static let idleGuestMiB = 200
+    /// QEMU's own memory beside the guest's RAM and the translation cache.
+    public static let qemuOverheadMiB = 90
+
+    /// What one node of `memoryMiB` is planned to cost the host once booted and idle: its
+    /// guest's resident memory (all of it without a balloon to give freed pages back), the
+    /// translation cache under TCG, and QEMU itself.
+    public static func perNodeMiB(memoryMiB: Int, tcg: Bool, levers: MemoryLevers = .standard) -> Int {
+        let guest = levers.balloon ? min(memoryMiB, idleGuestMiB) : memoryMiB
+        let tb = tcg ? (levers.tbCacheMiB ?? 1024) : 0
+        return guest + tb + qemuOverheadMiB
+    }
+
+    /// How many nodes of `memoryMiB` fit in `availableMiB` beside the reserve.
+    public static func fit(memoryMiB: Int, tcg: Bool, availableMiB: Int, levers: MemoryLevers = .standard) -> Int {
+        max(0, (availableMiB - reserveMiB) / perNodeMiB(memoryMiB: memoryMiB, tcg: tcg, levers: levers))
+    }
+
+    /// KSM (kernel same-page merging): nil where the kernel has none; else whether it runs and
+    /// how many pages it shares now.
+    public static func ksm(root: String = "/sys/kernel/mm/ksm") -> (running: Bool, sharingMiB: Int)? {
+        func read(_ f: String) -> Int? {
+            (try? String(contentsOfFile: "\(root)/\(f)", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        guard let run = read("run") else { return nil }
+        return (run == 1, (read("pages_sharing") ?? 0) * Int(getpagesize()) >> 20)
+    }
+}
