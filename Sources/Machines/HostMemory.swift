@@ -17,7 +17,7 @@ public enum HostMemory {
     /// What the guest of an idle debian-12 node touches and keeps, measured in `make bench`
     /// (MemAvailable drop per node, less the translation cache): the planning figure for a
     /// node whose memory is larger. A node given less is planned at its full size.
-    public static let idleGuestMiB = 200
+    public static let idleGuestMiB = 260
     /// QEMU's own memory beside the guest's RAM and the translation cache.
     public static let qemuOverheadMiB = 90
 

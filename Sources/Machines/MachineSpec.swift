@@ -154,6 +154,6 @@ public struct MemoryLevers: Sendable, Equatable, Codable {
         let balloon = env["VMCTL_BALLOON"] != "0"
         return MemoryLevers(tbCacheMiB: tb, balloon: balloon, dropCaches: balloon && env["VMCTL_DROP_CACHES"] != "0")
     }
-    public static let defaultTBCacheMiB: Int? = 64
+    public static let defaultTBCacheMiB: Int? = 128
 }
 
