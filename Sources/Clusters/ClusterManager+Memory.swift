@@ -50,7 +50,7 @@ extension ClusterManager {
         }
     }
 
-    /// Every running node's balloon figures (`cluster info --memory`, tests, bench).
+    /// Every running node's balloon figures (`cluster memory`, tests).
     public func memory(name: String) async throws -> [NodeMemory] {
         let s = try existing(name)
         return try await connected(s) { connection in
