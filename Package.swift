@@ -26,7 +26,7 @@ let package = Package(
         // NoCloud meta-data / user-data / network-config and the seed ISO.
         .target(name: "CloudInit", dependencies: ["Blocking", .product(name: "Yams", package: "Yams")]),
         // Layers, each seeing only those below it:
-        //   VMCtlSupport → Images → Machines → Clusters | Media   (later VNode, Swarm, Repave, Site beside Clusters)
+        //   VMCtlSupport → Images → Machines → Clusters | Media | VNodes   (later Swarm, Repave, Site beside Clusters)
         // The support layer: the error type, state dir, atomic files, file locks, file modes for QEMU.
         .target(name: "VMCtlSupport", dependencies: ["Blocking"]),
         // Recipes, staged image builds, the image store.
@@ -46,6 +46,11 @@ let package = Package(
             "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "CloudInit", "Blocking",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // vnodes: fresh VMs from pools of names, on cloud images, in parallel (seed 004).
+        .target(name: "VNodes", dependencies: [
+            "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "Blocking",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // Bootable media for real machines: USB disk, installer ISO, their verification in QEMU.
         // The installer's shell script is a file of its own, compiled into the binary.
         .target(name: "Media", dependencies: [
@@ -53,16 +58,16 @@ let package = Package(
         ], resources: [.embedInCode("Resources/vmctl-installer.sh")]),
         // One file per leaf command.
         .target(name: "VMCtlCommands", dependencies: [
-            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "Libvirt", "SSH", "CloudInit", "Blocking",
+            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH", "CloudInit", "Blocking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"]),
 
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
-        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media",
+        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes",
                                                          "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking",
                                                          .product(name: "Yams", package: "Yams")]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
-        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "Libvirt", "SSH"]),
+        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH"]),
     ]
 )

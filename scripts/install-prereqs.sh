@@ -12,7 +12,8 @@ PKGS=(
   ovmf mtools fdisk cpio gzip       # UEFI firmware; bootable disks: FAT partitions, GPT (sfdisk), installer initrd
   openssh-client pkg-config ca-certificates
   python3 time                      # make bench: medians, JSON, CPU time
-  curl                              # recipe fetch: release binaries by URL and checksum
+  curl                              # recipe fetch and image fetch: downloads by URL and checksum
+  gpgv gpg                          # image fetch: checksum files' signatures (gpg dearmors key files)
 )
 
 # QEMU runs as libvirt-qemu in group kvm. Debian's udev rule makes /dev/kvm 0660 root:kvm; where a

@@ -28,24 +28,7 @@ extension ClusterManager {
             guard try await d.isActive() else {
                 throw VMCtlError.usage("\(plan.name) is not running: `vmctl cluster start --name \(name)`")
             }
-            let stream = try await d.openConsole()
-            FileHandle.standardError.write(Data("connected to \(plan.name)'s serial console; Ctrl-] to leave\r\n".utf8))
-            let terminal = RawTerminal()
-            defer { terminal.restore() }
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    // Guest output until the stream ends (the guest went away) or is cancelled.
-                    do { for try await data in stream.output { FileHandle.standardOutput.write(data) } } catch {}
-                }
-                group.addTask {
-                    // Keystrokes until Ctrl-], end of input, or a stream that no longer takes them.
-                    await TerminalInput.forward(to: stream)
-                }
-                // Whichever side ends first ends the session.
-                await group.next()
-                group.cancelAll()
-            }
-            await stream.close()
+            try await SerialConsole.attach(d, name: plan.name)
         }
     }
 
@@ -90,36 +73,5 @@ extension ClusterManager {
         default:
             throw VMCtlError.usage("cp needs exactly one side as NODE:PATH, e.g. `vmctl cluster cp ./f node1:/tmp/f`")
         }
-    }
-}
-
-/// Reads the terminal on a thread of its own (`read` blocks) and hands the keystrokes to a
-/// console stream.
-enum TerminalInput {
-    /// Ctrl-]: leaves the console.
-    static let escape: UInt8 = 0x1d
-
-    /// Forwards stdin to `stream` until Ctrl-], end of input, or a send that fails. Returns
-    /// when the calling task is cancelled too (the reading thread then ends at the next
-    /// keystroke, which goes nowhere).
-    static func forward(to stream: Libvirt.Stream) async {
-        let (keys, feed) = AsyncStream.makeStream(of: Data.self)
-        startThread("console.input") {
-            var b = [UInt8](repeating: 0, count: 256)
-            while true {
-                let n = read(0, &b, b.count)
-                if n <= 0 { break }
-                if case .terminated = feed.yield(Data(b[0..<n])) { break }
-            }
-            feed.finish()
-        }
-        for await chunk in keys {
-            if let i = chunk.firstIndex(of: escape) {
-                if i > chunk.startIndex { try? stream.send(chunk[chunk.startIndex..<i]) }
-                break
-            }
-            if (try? stream.send(chunk)) == nil { break }
-        }
-        feed.finish()
     }
 }

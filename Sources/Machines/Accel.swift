@@ -31,7 +31,7 @@ public struct AccelProbe: Sendable {
         return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
-    static var kvmUsable: Bool { access("/dev/kvm", R_OK | W_OK) == 0 }
+    public static var kvmUsable: Bool { access("/dev/kvm", R_OK | W_OK) == 0 }
 
     private var cachePath: String { "\(state.cache)/accel-\(Self.hostKernel).json" }
 

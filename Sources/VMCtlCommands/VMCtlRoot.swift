@@ -12,7 +12,8 @@ struct VMCtlRoot: AsyncParsableCommand {
               vmctl cluster test              integration checks on every node
               vmctl cluster ssh node1         a shell on node1
               vmctl cluster clean             remove everything the cluster made
+              vmctl vnode 3:f33 20:u20.04     fresh VMs from a pool of names, in parallel
             """,
         version: VMCtlVersion.current,
-        subcommands: [ImageCommand.self, ClusterCommand.self, DoctorCommand.self, SwitchDaemonCommand.self])
+        subcommands: [ImageCommand.self, ClusterCommand.self, VNodeCommand.self, DoctorCommand.self, SwitchDaemonCommand.self])
 }

@@ -3,7 +3,7 @@ import Foundation
 /// Prints JSON for `--json`.
 func printJSON<T: Encodable>(_ value: T) throws {
     let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     enc.dateEncodingStrategy = .iso8601
     print(String(decoding: try enc.encode(value), as: UTF8.self))
 }

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import VMCtlSupport
+import VNodes
+
+struct VNodeSSH: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ssh",
+        abstract: "A shell on a vnode, or one command (OpenSSH with the pool's key and strict host keys).")
+    @OptionGroup var pool: VNodePoolOptions
+
+    @Argument(help: "vnode07, or just 7.")
+    var node: String
+
+    @Argument(parsing: .postTerminator, help: "A command to run instead of a shell (after --).")
+    var command: [String] = []
+
+    func run() async throws {
+        let m = try pool.manager()
+        let r = try m.record(node, stem: pool.stem)
+        guard r.hostKey != nil else {
+            throw VMCtlError(.wrongState, message: "\(r.name) has no host key yet (its install did not get that far): `vmctl vnode \(r.number)`")
+        }
+        // Plain OpenSSH gets the terminal: known_hosts pins the node's key under its name and address.
+        let ssh = try VMCtlSupport.locateTool("ssh")
+        var args = [ssh, "-F", m.paths.sshConfig(r.stem), r.name]
+        if !command.isEmpty { args += ["--"] + command }
+        var cargs = args.map { strdup($0) } + [nil]
+        execv(ssh, &cargs)
+        throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
+    }
+}
