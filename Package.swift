@@ -66,7 +66,8 @@ let package = Package(
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
         .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes",
                                                          "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking",
-                                                         .product(name: "Yams", package: "Yams")]),
+                                                         .product(name: "Yams", package: "Yams"),
+                                                         .product(name: "Crypto", package: "swift-crypto")]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
         .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH"]),
     ]
