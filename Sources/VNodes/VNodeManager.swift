@@ -265,7 +265,7 @@ public struct VNodeManager: Sendable {
     public func list(stem: String? = nil) async throws -> [Listed] {
         let records = paths.records().filter { stem == nil || $0.stem == stem }
         var out: [Listed] = []
-        for (uri, group) in Dictionary(grouping: records, by: \.uri).sorted(by: { $0.key < $1.key }) {
+        for (uri, group) in Self.byHost(records) {
             var states: [String: (String, Int?)] = [:]
             do {
                 let c = try await Self.target(of: group[0]).open(onWait: { _ in })
@@ -281,6 +281,15 @@ public struct VNodeManager: Sendable {
             }
         }
         return out.sorted { $0.name.localizedStandardCompare($1.name) == .orderedAscending }
+    }
+
+    /// Records grouped by host, shared libvirts first: once this process has opened an embedded
+    /// root, libvirt's in-process QEMU driver claims `qemu:///system` too.
+    static func byHost(_ records: [VNodeRecord]) -> [(String, [VNodeRecord])] {
+        Dictionary(grouping: records, by: \.uri).sorted { a, b in
+            let (ea, eb) = (a.value[0].embeddedRoot != nil, b.value[0].embeddedRoot != nil)
+            return ea != eb ? !ea : a.key < b.key
+        }.map { ($0.key, $0.value) }
     }
 
     static func liveState(_ r: VNodeRecord, on c: Connection) async throws -> (String, Int?) {
@@ -305,7 +314,7 @@ public struct VNodeManager: Sendable {
     /// A domain of the name without vnode labels is left alone (and named).
     public func remove(_ records: [VNodeRecord], events: @Sendable (String) -> Void) async throws {
         var firstError: (any Error)?
-        for (_, group) in Dictionary(grouping: records, by: \.uri) {
+        for (_, group) in Self.byHost(records) {
             let c = try await Self.target(of: group[0]).open()
             try await c.closing { c in
                 for r in group {
