@@ -69,6 +69,6 @@ let package = Package(
                                                          .product(name: "Yams", package: "Yams"),
                                                          .product(name: "Crypto", package: "swift-crypto")]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
-        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH"]),
+        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH", "Blocking"]),
     ]
 )

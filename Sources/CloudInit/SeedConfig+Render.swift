@@ -45,11 +45,12 @@ extension SeedConfig {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// `network-config`, version 2, static addresses matched by MAC.
+    /// `network-config`, version 2, matched by MAC: static addresses, or DHCP.
     public func networkConfig() throws -> String {
         var ethernets: [String: Any] = [:]
         for i in interfaces {
-            var e: [String: Any] = ["match": ["macaddress": i.mac], "addresses": i.addresses, "dhcp4": false, "dhcp6": false]
+            var e: [String: Any] = ["match": ["macaddress": i.mac], "dhcp4": i.dhcp, "dhcp6": false]
+            if !i.addresses.isEmpty || !i.dhcp { e["addresses"] = i.addresses }
             if let gw = i.gateway { e["routes"] = [["to": "0.0.0.0/0", "via": gw]] }
             if !i.nameservers.isEmpty { e["nameservers"] = ["addresses": i.nameservers] }
             ethernets[i.id] = e

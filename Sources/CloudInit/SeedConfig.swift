@@ -22,8 +22,11 @@ public struct SeedConfig: Sendable, Equatable {
         public var addresses: [String]
         public var gateway: String?
         public var nameservers: [String]
-        public init(id: String, mac: String, addresses: [String], gateway: String? = nil, nameservers: [String] = []) {
+        /// The address (and gateway, DNS, hostname) come from the site's DHCP server instead.
+        public var dhcp: Bool
+        public init(id: String, mac: String, addresses: [String], gateway: String? = nil, nameservers: [String] = [], dhcp: Bool = false) {
             self.id = id; self.mac = mac; self.addresses = addresses; self.gateway = gateway; self.nameservers = nameservers
+            self.dhcp = dhcp
         }
     }
 

@@ -170,7 +170,8 @@ public struct Machine: Sendable {
                 let line = try await watch.waitFor(Readiness.readyMarker, from: offset, deadline: deadline, stall: stall) { line in
                     if line.contains(Readiness.bootingMarker) { sawMarker.set(); onCloudInit() }
                 }
-                try await verifySSH(deadline: deadline)
+                try await GuestWatch.verifySSH(try sshTarget(readyLine: line), node: spec.hostname,
+                                               serialLog: spec.files.serialLog, deadline: deadline)
                 return line
             }
             group.addTask {
@@ -264,9 +265,31 @@ public struct Machine: Sendable {
 
     /// How vmctl reaches the machine: its SSH endpoint, its login, the pinned host key.
     public func sshTarget() throws -> SSHTarget {
-        guard let pin = spec.login.hostKey else { throw VMCtlError("machine \(spec.hostname) has no pinned host key") }
         guard let ep = spec.sshEndpoint else { throw VMCtlError("machine \(spec.hostname) has no NIC vmctl can reach SSH through") }
-        return SSHTarget(host: ep.host, port: ep.port, user: spec.login.user, key: spec.login.key, hostKey: pin)
+        return try sshTarget(ep)
+    }
+
+    /// The SSH target at `endpoint` (an address learned from the guest), with the pinned key.
+    public func sshTarget(_ endpoint: SSHEndpoint) throws -> SSHTarget {
+        guard let pin = spec.login.hostKey else { throw VMCtlError("machine \(spec.hostname) has no pinned host key") }
+        return SSHTarget(host: endpoint.host, port: endpoint.port, user: spec.login.user, key: spec.login.key, hostKey: pin)
+    }
+
+    /// The SSH target after `readyLine`: the NIC's own endpoint when it has one (a loopback
+    /// forward), else the guest's first IPv4 address the line reports (a DHCP lease on a bridge), port 22.
+    public func sshTarget(readyLine: String) throws -> SSHTarget {
+        if spec.sshEndpoint != nil { return try sshTarget() }
+        guard let ep = Self.learnedEndpoint(readyLine) else {
+            throw NodeFailure(node: spec.hostname, reason: "its ready line names no IPv4 address to reach SSH at: \(readyLine)",
+                              serialTail: SerialLogWatcher.tail(spec.files.serialLog), code: .nodeFailed)
+        }
+        return try sshTarget(ep)
+    }
+
+    /// The first IPv4 address of a ready line, at port 22.
+    public static func learnedEndpoint(_ readyLine: String) -> SSHEndpoint? {
+        Readiness.parse(readyLine)?.addresses.lazy.filter { !$0.contains(":") }
+            .map { SSHEndpoint(host: String($0.split(separator: "/")[0]), port: 22) }.first
     }
 
     /// A domain called `name` must carry every one of `labels`: otherwise it is not ours.

@@ -66,6 +66,8 @@ public struct VNodeManager: Sendable {
         /// nil: the seed's 2 minutes with KVM, 10 under TCG.
         public var timeout: Duration?
         public var accelerator: DomainSpec.Accelerator = .tcg
+        /// nil: each pool's own.
+        public var network: VNodeNetwork?
         public init() {}
     }
 
@@ -124,7 +126,7 @@ public struct VNodeManager: Sendable {
                         reinstalling: Set<String> = [], target: HypervisorTarget, connection: Connection, deadline: ContinuousClock.Instant,
                         events: @escaping @Sendable (String) -> Void) async throws -> [Outcome] {
         let start = ContinuousClock.now
-        var machines: [(String, (VNodeRequest, CloudCatalog.Entry, Machine))] = []
+        var machines: [(String, (VNodeRequest, CloudCatalog.Entry, VNodeNetwork, Machine))] = []
         var usedPorts: Set<Int> = []
         for (r, e) in nodes {
             let key = try await loginKey(r.stem)
@@ -134,15 +136,20 @@ public struct VNodeManager: Sendable {
                 : Self.port(for: r, previous: old?.sshPort, taken: usedPorts)
             usedPorts.insert(port)
             guard let base = bases[e.name] else { throw VMCtlError("no disk for \(e.name)") }
+            let network = try options.network ?? VNodeNetwork(r.stem.network)
+            let nic: any NetworkAttachment = switch network {
+            case .user: UserModeNetwork(mac: r.mac, sshPort: port)
+            case .bridge(let br): BridgeNetwork(mac: r.mac, bridge: br)
+            }
             let spec = MachineSpec(
                 name: r.name, hostname: r.name, cpus: options.cpus, memoryMiB: options.memoryMiB, accelerator: options.accelerator,
                 boot: .firmware(e.firmware == .uefi ? .uefi(secureBoot: false) : .bios),
                 rootDisk: OverlayDisk(base: base, sizeBytes: UInt64(options.diskGiB) << 30),
-                networks: [UserModeNetwork(mac: r.mac, sshPort: port)],
+                networks: [nic],
                 login: Login(user: e.user, key: key),
                 labels: Self.labels(stem: r.stem.prefix, state: state),
                 files: MachineFiles(directory: paths.node(r.stem.prefix, r.name)))
-            machines.append((r.name, (r, e, Machine(spec, on: connection))))
+            machines.append((r.name, (r, e, network, Machine(spec, on: connection))))
         }
         try FileAccess.directoryWithParents(paths.root, qemu: true)
         for stem in Set(nodes.map(\.0.stem.prefix)) { try FileAccess.directory(paths.stem(stem), qemu: true) }
@@ -151,14 +158,14 @@ public struct VNodeManager: Sendable {
         let outcomes: [String: Outcome]
         do {
             outcomes = try await fleet.run { name, member in
-                let (r, e, machine) = member
+                let (r, e, network, machine) = member
                 do {
                     try await machine.remove()  // a reinstall starts from nothing: new disk, seed, host key
                     var record = VNodeRecord(
                         name: r.name, stem: r.stem.prefix, number: r.number, distro: e.name, user: e.user, mac: r.mac,
                         sshPort: machine.spec.sshEndpoint?.port ?? 0, hostKey: nil, uri: target.uri, embeddedRoot: target.embeddedRoot,
                         cpus: options.cpus, memoryMiB: options.memoryMiB, diskGiB: options.diskGiB, firmware: e.firmware.rawValue,
-                        base: machine.spec.rootDisk?.base ?? "", created: Date(), phase: "installing")
+                        base: machine.spec.rootDisk?.base ?? "", created: Date(), phase: "installing", network: network.text)
                     events("\(name): installing \(e.name) (\(e.firmware.rawValue))")
                     let pin = try await machine.create()
                     record.hostKey = pin
@@ -166,10 +173,12 @@ public struct VNodeManager: Sendable {
                     let ready = Machine(machine.spec.withHostKey(pin), on: connection)
                     let offset = try await ready.start()
                     record.booted = Date()
-                    _ = try await ready.waitReady(from: offset, deadline: deadline, onCloudInit: { events("\(name): cloud-init started") })
+                    let line = try await ready.waitReady(from: offset, deadline: deadline, onCloudInit: { events("\(name): cloud-init started") })
+                    let ssh = try ready.sshTarget(readyLine: line)
+                    if case .bridge = network { record.guestAddress = ssh.host }
                     // sshd answers before cloud-init's last stages end (they may still restart
                     // services): the node is handed over once cloud-init is done.
-                    if let note = try await Self.waitCloudInit(ready, deadline: deadline) { events("\(name): \(note)") }
+                    if let note = try await Self.waitCloudInit(ready, ssh, deadline: deadline) { events("\(name): \(note)") }
                     record.phase = "ready"
                     try AtomicFile.writeJSON(record, to: paths.record(r.stem.prefix, r.name))
                     let secs = (ContinuousClock.now - start).secondsDouble
@@ -186,7 +195,7 @@ public struct VNodeManager: Sendable {
             }
         } catch {
             // Ctrl-C: remove every node this call made; nothing half-made stays.
-            for (_, (_, _, m)) in machines { try? await m.remove() }
+            for (_, (_, _, _, m)) in machines { try? await m.remove() }
             try? writeOpenSSHFiles(Set(nodes.map(\.0.stem.prefix)))
             throw error
         }
@@ -196,10 +205,10 @@ public struct VNodeManager: Sendable {
 
     /// Waits over SSH (pinned key) until cloud-init has finished; returns a note when it
     /// finished with errors.
-    static func waitCloudInit(_ m: Machine, deadline: ContinuousClock.Instant) async throws -> String? {
+    static func waitCloudInit(_ m: Machine, _ target: SSHTarget, deadline: ContinuousClock.Instant) async throws -> String? {
         let left = deadline - ContinuousClock.now
         guard left > .zero else { throw NodeFailure(node: m.spec.hostname, reason: "timed out before cloud-init finished", serialTail: "", code: .nodeTimeout) }
-        let r = try await SSHSession.run(try m.sshTarget(), "cloud-init status --wait >/dev/null 2>&1; cloud-init status", timeout: left)
+        let r = try await SSHSession.run(target, "cloud-init status --wait >/dev/null 2>&1; cloud-init status", timeout: left)
         let status = r.stdout.split(separator: "\n").first { $0.hasPrefix("status:") }.map { $0.dropFirst(7).trimmingCharacters(in: .whitespaces) }
         switch status {
         case "done"?: return nil
@@ -238,6 +247,10 @@ public struct VNodeManager: Sendable {
         for stem in stems {
             let hosts = records.filter { $0.stem == stem }.compactMap { r -> OpenSSHFiles.Host? in
                 guard let pin = r.hostKey else { return nil }
+                if r.onBridge {
+                    guard let a = r.guestAddress else { return nil }
+                    return OpenSSHFiles.Host(alias: r.name, hostName: a, port: 22, user: r.user, hostKey: pin)
+                }
                 return OpenSSHFiles.Host(alias: r.name, hostName: "127.0.0.1", port: r.sshPort, user: r.user, hostKey: pin)
             }
             guard FileManager.default.fileExists(atPath: paths.stem(stem)) else { continue }

@@ -85,7 +85,7 @@ public struct VNodePools: Sendable, Equatable {
             let byte = (s["mac-byte"] as? Int) ?? i
             guard (0...255).contains(byte) else { throw bad("\(prefix): mac-byte must be 0-255") }
             let network = (s["network"] as? String) ?? "user"
-            guard network == "user" else { throw bad("\(prefix): network '\(network)' is not supported yet (user)") }
+            guard (try? VNodeNetwork(network)) != nil else { throw bad("\(prefix): network must be user or bridge=NAME (got '\(network)')") }
             stems.append(Stem(prefix: prefix, first: range[0], last: range[1], distro: s["distro"] as? String, network: network,
                               loginKey: s["login-key"] as? String, macByte: byte))
         }
@@ -106,6 +106,27 @@ public struct VNodePools: Sendable, Equatable {
         }
         return s
     }
+}
+
+/// How a vnode's one NIC attaches: `user` (QEMU user-mode, SSH through a loopback forward) or
+/// `bridge=br0` (a tap on the host's bridge: the site's DHCP gives it an address by its MAC).
+public enum VNodeNetwork: Sendable, Equatable {
+    case user
+    case bridge(String)
+
+    public init(_ text: String) throws {
+        if text == "user" { self = .user; return }
+        if text.hasPrefix("bridge="), HostBridgeName.valid(String(text.dropFirst(7))) { self = .bridge(String(text.dropFirst(7))); return }
+        throw VMCtlError.usage("--network takes user or bridge=NAME, e.g. bridge=br0 (got '\(text)')")
+    }
+
+    public var text: String {
+        switch self { case .user: "user"; case .bridge(let b): "bridge=\(b)" }
+    }
+}
+
+enum HostBridgeName {
+    static func valid(_ s: String) -> Bool { s.range(of: "^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$", options: .regularExpression) != nil }
 }
 
 /// One node asked for on the command line (`3:f33`, `vnode4`, `vnode18:u18.04`).

@@ -30,8 +30,15 @@ public struct VNodeRecord: Codable, Sendable, Equatable {
     public var booted: Date?
     /// `installing`, `ready`.
     public var phase: String
+    /// `user` (nil: the same) or `bridge=br0`.
+    public var network: String?
+    /// On a bridge: the address the site's DHCP gave it (from its ready line).
+    public var guestAddress: String?
 
-    public var address: String { "127.0.0.1:\(sshPort)" }
+    public var onBridge: Bool { network?.hasPrefix("bridge=") == true }
+
+    /// Where vmctl reaches its SSH: the loopback forward, or its LAN address.
+    public var address: String { onBridge ? (guestAddress ?? "-") : "127.0.0.1:\(sshPort)" }
 }
 
 /// Where vnodes keep their files: one directory per pool (its login key, known_hosts and

@@ -3,6 +3,8 @@ import Testing
 @testable import VMCtlSupport
 @testable import Images
 @testable import VNodes
+@testable import Machines
+@testable import CloudInit
 
 @Suite("vnode: specs, pools, MACs, catalog, checksum files")
 struct VNodeTests {
@@ -118,5 +120,25 @@ struct VNodeTests {
         let u = ChecksumFile.parse("\(a) *ubuntu-20.04-server-cloudimg-amd64.img\n\(b)  other.tar.gz\nnot a line\n", format: .sha256sums)
         #expect(u.sums == ["ubuntu-20.04-server-cloudimg-amd64.img": a, "other.tar.gz": b.lowercased()])
         #expect(throws: VMCtlError.self) { try u.sha256(of: "missing.img", source: "SHA256SUMS") }
+    }
+
+    @Test("networks: user or bridge=NAME; a bridge NIC asks DHCP by its MAC; the address comes from the ready line; accept rules for that bridge only")
+    func networks() throws {
+        #expect(try VNodeNetwork("user") == .user && VNodeNetwork("bridge=br0") == .bridge("br0"))
+        for bad in ["bridge=", "bridge", "tap=x", "bridge=has space"] {
+            #expect(throws: VMCtlError.self) { try VNodeNetwork(bad) }
+        }
+        let nic = BridgeNetwork(mac: "52:54:00:00:00:07", bridge: "br0")
+        #expect(nic.sshEndpoint == nil && nic.guestAddress == nil)
+        let cfg = SeedConfig(instanceID: "i", hostname: "vnode07", user: .init(name: "debian", authorizedKeys: []),
+                             hostKey: .init(privateKey: "", publicKey: ""), interfaces: [nic.guestInterface])
+        let net = try cfg.networkConfig()
+        #expect(net.contains("dhcp4: true") && net.contains("52:54:00:00:00:07") && !net.contains("addresses"), "\(net)")
+        #expect(Machine.learnedEndpoint("vmctl-ready vnode07 12.5 addrs=fe80::1/64,192.168.77.107/24") == SSHEndpoint(host: "192.168.77.107", port: 22))
+        #expect(Machine.learnedEndpoint("vmctl-ready vnode07 12.5") == nil)
+        let rules = BridgeFirewall.ruleset("br0")
+        #expect(rules.contains("table inet vmctl_br0 {") && rules.contains(#"iifname "br0" oifname "br0" accept"#))
+        #expect(!rules.contains("bridge-nf") && !rules.contains("policy drop"))
+        #expect(HostBridge.Route(destination: "default", gateway: "192.168.77.1", metric: nil).arguments == ["default", "via", "192.168.77.1"])
     }
 }

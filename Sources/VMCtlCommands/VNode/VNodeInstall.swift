@@ -41,6 +41,9 @@ struct VNodeInstall: AsyncParsableCommand {
     @Option(help: "Disk per node, thin-provisioned (e.g. 20G).")
     var disk = "10G"
 
+    @Option(help: "user (a loopback SSH forward) or bridge=NAME (a tap on the host's bridge; the site's DHCP gives the address by MAC). Default: the pool's.")
+    var network: String?
+
     @Option(help: "Time until every node must answer SSH (default: the seed's 2 minutes with KVM, 10 under TCG).")
     var timeout: TimeLimit?
 
@@ -57,6 +60,15 @@ struct VNodeInstall: AsyncParsableCommand {
             throw VMCtlError.usage("--disk takes a size from 3G up, like 20G (got '\(disk)')")
         }
         guard (1...64).contains(cpus) else { throw VMCtlError.usage("--cpus takes 1 to 64") }
+        let net = try network.map(VNodeNetwork.init)
+        // A bridge is never made behind the user's back: the exact command instead.
+        let bridges = Set(try requests.map { r -> VNodeNetwork in try net ?? VNodeNetwork(r.stem.network) }.compactMap { n -> String? in
+            if case .bridge(let b) = n { return b } else { return nil }
+        })
+        for b in bridges.sorted() where !HostBridge.exists(b) {
+            throw VMCtlError(.notFound, message: "there is no bridge \(b) on this host; vmctl does not make one implicitly "
+                + "(it moves the uplink's addresses and cuts connectivity for a few seconds): `\(HostBridge.createCommand(b))`")
+        }
         let state = StateDir.resolve()
         let cache = cacheDir.map { CloudImageCache(directory: absolute($0)) } ?? .standard(state)
         let images = ImageStore(state: state)
@@ -96,6 +108,7 @@ struct VNodeInstall: AsyncParsableCommand {
         options.memoryMiB = memMiB
         options.diskGiB = Int(dsk >> 30)
         options.accelerator = verdict.accelerator
+        options.network = net
         let (defaultLimit, why) = VNodeManager.defaultTimeout(verdict.accelerator)
         let limit = timeout?.duration ?? defaultLimit
         if timeout == nil, let why { say(why) }
@@ -119,6 +132,7 @@ struct VNodeInstall: AsyncParsableCommand {
                 }
             }
             for r in requests where existing.contains(r.name) { say("\(r.name): exists, reinstalling it fresh") }
+            for b in bridges.sorted() { say(try await BridgeFirewall.allow(b)) }
             let deadline = ContinuousClock.now + limit
             let outcomes = try await m.install(nodes, bases: bases, options: options, reinstalling: existing, target: target, connection: connection,
                                                deadline: deadline) { say($0) }
