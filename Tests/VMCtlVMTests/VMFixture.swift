@@ -40,13 +40,13 @@ enum VMFixture {
 
     struct Run { var status: Int32; var out: String; var err: String }
 
-    /// Runs vmctl with `args` and waits.
+    /// Runs vmctl with `args` and waits; inside network namespace `namespace` (`ip netns exec`) if given.
     @discardableResult
-    static func vmctl(_ args: [String], env extra: [String: String] = [:]) async throws -> Run {
+    static func vmctl(_ args: [String], env extra: [String: String] = [:], namespace: String? = nil) async throws -> Run {
         try await Task.detached {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = args
+            p.executableURL = URL(fileURLWithPath: namespace == nil ? binary : "/usr/sbin/ip")
+            p.arguments = namespace.map { ["netns", "exec", $0, binary] + args } ?? args
             p.environment = environment.merging(extra) { $1 }
             let out = Pipe(), err = Pipe()
             p.standardOutput = out

@@ -34,7 +34,7 @@ extension RealVMTests {
             out.split(separator: "\n").contains { $0.split(separator: " ").contains(Substring(dev)) && $0.contains(" \(address) ") }
         }
         func inHost(_ args: [String]) async throws -> VMFixture.Run {
-            try await VMFixture.vmctlIn(namespace: host, args)
+            try await VMFixture.vmctl(args, namespace: host)
         }
         let nf = Self.bridgeNetfilter()
         // The site: 192.168.77.1 and dnsmasq with the two reservations; the host: 192.168.77.2 on its uplink vh0.
@@ -109,7 +109,7 @@ extension RealVMTests {
 
     /// Removes what the test made, whatever happened: vnodes, dnsmasq (by PID), both namespaces.
     static func tearDownNamespaces(site: String, host: String, dir: String, root: String) async {
-        _ = try? await VMFixture.vmctlIn(namespace: host, ["vnode", "rm", "--all"])
+        _ = try? await VMFixture.vmctl(["vnode", "rm", "--all"], namespace: host)
         if let t = try? String(contentsOfFile: "\(dir)/dnsmasq.pid", encoding: .utf8), let pid = pid_t(t.trimmingCharacters(in: .whitespacesAndNewlines)) {
             kill(pid, SIGTERM)
             for _ in 0..<20 where kill(pid, 0) == 0 { usleep(100_000) }
@@ -117,30 +117,5 @@ extension RealVMTests {
         }
         _ = try? await VMFixture.run("/bin/sh", ["-c", "ip netns del \(site); ip netns del \(host); true"])
         HypervisorTarget.unlinkShortRoot(root)
-    }
-}
-
-extension VMFixture {
-    /// Runs vmctl inside network namespace `namespace` (`ip netns exec`) and waits.
-    static func vmctlIn(namespace: String, _ args: [String]) async throws -> Run {
-        try await Task.detached {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            p.arguments = ["netns", "exec", namespace, binary] + args
-            p.environment = environment
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
-            let errData = ErrBox()
-            let t = Thread { errData.data = err.fileHandleForReading.readDataToEndOfFile() }
-            t.start()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            while errData.data == nil { usleep(1000) }
-            return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self),
-                       err: String(decoding: errData.data!, as: UTF8.self))
-        }.value
     }
 }
