@@ -62,6 +62,38 @@ vm-start: build
 vm-clean: build
 	$(VMCTL) cluster clean --name $(NAME)
 
+# Seed 000's Swarm targets, exactly as the seed writes them, over `vmctl swarm` (cluster SWARM).
+# `make ansible-swarm-poc-qemu-case00-exec <container_name>`: the goal after an -exec goal is the
+# container's name, turned into a rule that does nothing; CONTAINER= works too.
+SWARM ?= swarm
+SWARM_GOALS := ansible-swarm ansible-swarm-poc-qemu-case00-up ansible-swarm-poc-qemu-case00-down \
+        ansible-swarm-poc-qemu-case00-test ansible-swarm-poc-qemu-case00-exec-list ansible-swarm-poc-qemu-case00-exec
+.PHONY: $(SWARM_GOALS)
+ifneq ($(filter %-exec,$(firstword $(MAKECMDGOALS))),)
+  EXEC_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+  ifneq ($(EXEC_ARGS),)
+    ifneq ($(filter $(EXEC_ARGS),$(SWARM_GOALS) all prereqs build image demo test test-unit test-vm test-vm-5 \
+            test-vm-integration vm-status vm-info vm-stop vm-start vm-clean usb bench soak doctor install uninstall clean),)
+      $(error container name '$(EXEC_ARGS)' is also a make target: use CONTAINER=$(EXEC_ARGS) instead)
+    endif
+    CONTAINER ?= $(firstword $(EXEC_ARGS))
+    $(eval $(EXEC_ARGS):;@:)
+  endif
+endif
+ansible-swarm: build
+	$(VMCTL) swarm init --name $(SWARM)
+ansible-swarm-poc-qemu-case00-up: build
+	$(VMCTL) swarm case00 up --name $(SWARM)
+ansible-swarm-poc-qemu-case00-down: build
+	$(VMCTL) swarm case00 down --name $(SWARM)
+ansible-swarm-poc-qemu-case00-test: build
+	$(VMCTL) swarm case00 test --name $(SWARM)
+ansible-swarm-poc-qemu-case00-exec-list: build
+	$(VMCTL) swarm case00 exec-list --name $(SWARM)
+ansible-swarm-poc-qemu-case00-exec: build
+	@test -n "$(CONTAINER)" || { echo "usage: make $@ <container_name> (or CONTAINER=...): make ansible-swarm-poc-qemu-case00-exec-list shows them" >&2; exit 2; }
+	$(VMCTL) swarm case00 exec $(CONTAINER) --name $(SWARM)
+
 # Seed 001's hardware step: dist/cluster-os-usb.img.gz (dd to a USB stick) and
 # dist/cluster-os-installer.iso, booted and SSH-verified in QEMU under OVMF (VERIFY= to skip).
 VERIFY ?= --verify

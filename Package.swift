@@ -51,6 +51,8 @@ let package = Package(
             "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "Blocking",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Docker Swarm on cluster nodes and seed 000's cases (stacks/).
+        .target(name: "Swarm", dependencies: ["VMCtlSupport", "Images", "Clusters"]),
         // Bootable media for real machines: USB disk, installer ISO, their verification in QEMU.
         // The installer's shell script is a file of its own, compiled into the binary.
         .target(name: "Media", dependencies: [
@@ -58,17 +60,17 @@ let package = Package(
         ], resources: [.embedInCode("Resources/vmctl-installer.sh")]),
         // One file per leaf command.
         .target(name: "VMCtlCommands", dependencies: [
-            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH", "CloudInit", "Blocking",
+            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Swarm", "Libvirt", "SSH", "CloudInit", "Blocking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"]),
 
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
-        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes",
+        .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Swarm",
                                                          "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking",
                                                          .product(name: "Yams", package: "Yams"),
                                                          .product(name: "Crypto", package: "swift-crypto")]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.
-        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Libvirt", "SSH", "Blocking"]),
+        .testTarget(name: "VMCtlVMTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Swarm", "Libvirt", "SSH", "Blocking"]),
     ]
 )

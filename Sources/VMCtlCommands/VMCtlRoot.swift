@@ -15,5 +15,5 @@ struct VMCtlRoot: AsyncParsableCommand {
               vmctl vnode 3:f33 20:u20.04     fresh VMs from a pool of names, in parallel
             """,
         version: VMCtlVersion.current,
-        subcommands: [ImageCommand.self, ClusterCommand.self, VNodeCommand.self, NetCommand.self, DoctorCommand.self, SwitchDaemonCommand.self])
+        subcommands: [ImageCommand.self, ClusterCommand.self, VNodeCommand.self, NetCommand.self, SwarmCommand.self, DoctorCommand.self, SwitchDaemonCommand.self])
 }

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import VMCtlSupport
+import Clusters
+import Swarm
+
+struct SwarmCase: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "case",
+        abstract: "Run a case's verb: vmctl swarm case00 up|test|exec-list|exec NAME [-- CMD]|down.")
+
+    @Argument(help: "The case: case00.")
+    var caseName: String
+
+    @Argument(help: "up, test, exec-list, exec or down.")
+    var verb: String
+
+    @Argument(help: "With exec: the container (a name from exec-list, or its unique prefix).")
+    var container: String?
+
+    @Argument(parsing: .postTerminator, help: "With exec: a command to run instead of a shell (after --).")
+    var command: [String] = []
+
+    @OptionGroup var swarm: SwarmNameOption
+
+    @Flag(help: "exec-list and test: JSON.")
+    var json = false
+
+    @Option(help: "up: time until every service runs (seconds, or 90s, 10m).")
+    var timeout = TimeLimit(seconds: 300)
+
+    func validate() throws {
+        guard SwarmManager.Case(rawValue: caseName) != nil else {
+            throw ValidationError("unknown case '\(caseName)': \(SwarmManager.Case.allCases.map(\.rawValue).joined(separator: ", ")) (case01 and case02 come with the VM runners)")
+        }
+        guard ["up", "test", "exec-list", "exec", "down"].contains(verb) else {
+            throw ValidationError("unknown verb '\(verb)': up, test, exec-list, exec or down")
+        }
+        if verb == "exec" && container == nil { throw ValidationError("exec needs a container: `vmctl swarm \(caseName) exec-list` shows them") }
+        if verb != "exec" && (container != nil || !command.isEmpty) { throw ValidationError("only exec takes a container and a command") }
+    }
+
+    func run() async throws {
+        let c = SwarmManager.Case(rawValue: caseName)!
+        let m = swarm.manager
+        switch verb {
+        case "up":
+            let p = try await m.up(c, timeout: timeout.duration) { say($0) }
+            say("\(c.rawValue) up: " + c.services.map { "\($0) on \(p.services[$0]!)" }.joined(separator: ", "))
+        case "test":
+            let checks = try await m.test(c)
+            let failed = checks.filter { !$0.passed }.count
+            for k in checks { say("\(k.passed ? "pass" : "FAIL")  \(k.name)\(k.passed || k.detail.isEmpty ? "" : ": \(k.detail)")") }
+            say("\(checks.count - failed) passed, \(failed) failed")
+            if failed > 0 { throw ExitCode(1) }
+        case "exec-list":
+            let cs = try await m.containers(c)
+            if json { try printJSON(cs) } else { say(SwarmManager.formatList(cs)) }
+        case "exec":
+            let x = try await m.locate(c, container: container!)
+            // OpenSSH with a terminal (as `cluster ssh` does), then docker exec in the container.
+            let ssh = try VMCtlSupport.locateTool("ssh")
+            let config = ClusterPaths(state: m.clusters.state, name: swarm.name).sshConfig
+            let inner = command.isEmpty ? ["sudo", "docker", "exec", "-it", x.container, "sh"]
+                : ["sudo", "docker", "exec", "-i", x.container] + command
+            let args = [ssh, "-F", config] + (command.isEmpty ? ["-t"] : []) + [x.node, "--"] + inner.map(Self.quote)
+            var cargs = args.map { strdup($0) } + [nil]
+            execv(ssh, &cargs)
+            throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
+        default:
+            try await m.down(c)
+            say("\(c.rawValue) down: stack removed, the swarm stays")
+        }
+    }
+
+    static func quote(_ s: String) -> String {
+        s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:".contains($0) } ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
