@@ -4,6 +4,7 @@ IMAGE   ?= cluster-os-node
 NAME    ?= default
 VMCTL   := .build/debug/vmctl
 PREREQS := .build/.prereqs-ok
+ANSIBLE := .build/ansible/bin/ansible-playbook
 
 .PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
         vm-status vm-info vm-stop vm-start vm-clean usb bench soak doctor install uninstall clean
@@ -35,11 +36,15 @@ demo: build
 
 # Unit tests first (no hypervisor), then the real-VM tests in a state dir from mktemp -d
 # (images are built cold in it), removed afterwards whatever happens.
-test: build
+test: build $(ANSIBLE)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter VMCtlUnitTests
 	home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
-	  VMCTL_TEST_HOME=$$home $(SWIFT) test --skip-build --filter VMCtlVMTests
+	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build --filter VMCtlVMTests
+
+# ansible-core from PyPI in a venv of the checkout's own, for the swarm test's Ansible checks.
+$(ANSIBLE):
+	python3 -m venv .build/ansible && .build/ansible/bin/pip install -q ansible-core
 
 test-unit: build
 	$(SWIFT) test --filter VMCtlUnitTests

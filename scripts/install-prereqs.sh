@@ -11,7 +11,7 @@ PKGS=(
   dnsmasq-base iproute2 nftables    # bridge networks
   ovmf mtools fdisk cpio gzip       # UEFI firmware; bootable disks: FAT partitions, GPT (sfdisk), installer initrd
   openssh-client pkg-config ca-certificates
-  python3 time                      # make bench: medians, JSON, CPU time
+  python3 python3-venv time          # make bench: medians, JSON, CPU time; make test: ansible-core in a venv
   curl                              # recipe fetch and image fetch: downloads by URL and checksum
   gpgv gpg                          # image fetch: checksum files' signatures (gpg dearmors key files)
 )

@@ -4,6 +4,8 @@ import Testing
 @testable import VMCtlSupport
 @testable import Swarm
 @testable import Images
+@testable import Clusters
+import Yams
 
 @Suite("swarm: placement, exec-list, the seed's make goals")
 struct SwarmTests {
@@ -50,5 +52,29 @@ struct SwarmTests {
                              ("ansible-swarm-poc-qemu-case00-exec-list", "swarm case00 exec-list")] {
             #expect(try make([goal]).stdout.contains(verb), "\(goal)")
         }
+    }
+}
+
+@Suite("Ansible inventory")
+struct InventoryTests {
+    @Test("ini and yaml: a group per cluster and per role, each node at its loopback port, vmctl's key and pinned known_hosts")
+    func render() {
+        let hosts = [AnsibleInventory.Host(name: "node1", port: 40001), .init(name: "node2", port: 40002), .init(name: "node3", port: 40003)]
+        let roles = ["manager": ["first"], "worker": ["rest"]]
+        let ini = AnsibleInventory.render(cluster: "swarm", hosts: hosts, roles: roles, user: "vmctl", key: "/k/id_ed25519",
+                                          knownHosts: "/k/known_hosts", format: .ini)
+        let lines = ini.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.prefix(4) == ["[swarm]", "node1 ansible_host=127.0.0.1 ansible_port=40001 ansible_user=vmctl",
+                                    "node2 ansible_host=127.0.0.1 ansible_port=40002 ansible_user=vmctl",
+                                    "node3 ansible_host=127.0.0.1 ansible_port=40003 ansible_user=vmctl"])
+        #expect(ini.contains("[swarm_manager]\nnode1\n") && ini.contains("[swarm_worker]\nnode2\nnode3\n"))
+        #expect(ini.contains("ansible_ssh_common_args='-o UserKnownHostsFile=/k/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes"))
+        #expect(ini.contains("ansible_ssh_private_key_file=/k/id_ed25519"))
+        let yaml = AnsibleInventory.render(cluster: "my-lab", hosts: hosts, roles: roles, user: "vmctl", key: "/k/id", knownHosts: "/k/kh", format: .yaml)
+        let parsed = try? Yams.load(yaml: yaml) as? [String: Any]
+        let group = ((parsed?["all"] as? [String: Any])?["children"] as? [String: Any])?["my_lab"] as? [String: Any]
+        #expect((group?["hosts"] as? [String: Any])?.keys.sorted() == ["node1", "node2", "node3"], "\(yaml)")
+        let children = group?["children"] as? [String: Any]
+        #expect(((children?["my_lab_worker"] as? [String: Any])?["hosts"] as? [String: Any])?.keys.sorted() == ["node2", "node3"])
     }
 }

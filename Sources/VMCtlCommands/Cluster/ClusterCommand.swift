@@ -16,7 +16,7 @@ struct ClusterCommand: AsyncParsableCommand {
               vmctl cluster start                     boot stopped nodes again
               vmctl cluster clean                     remove everything, whatever state it is in
             """,
-        subcommands: [ClusterUp.self, ClusterList.self, ClusterStatus.self, ClusterInfo.self, ClusterSSH.self,
+        subcommands: [ClusterUp.self, ClusterList.self, ClusterStatus.self, ClusterInfo.self, ClusterInventory.self, ClusterSSH.self,
                       ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterConsole.self, ClusterCp.self, ClusterMemory.self, ClusterSetMemory.self, ClusterDown.self,
                       ClusterStart.self, ClusterClean.self])
 }
