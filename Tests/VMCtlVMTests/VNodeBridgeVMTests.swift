@@ -36,6 +36,9 @@ extension RealVMTests {
         func inHost(_ args: [String]) async throws -> VMFixture.Run {
             try await VMFixture.vmctl(args, namespace: host)
         }
+        // Images are built outside the namespaces (only the host's namespace reaches Debian's mirror).
+        let build = try await VMFixture.vmctl(["image", "build", "debian-12-cloud"])
+        try #require(build.status == 0, "image build failed: \(build.out)\(build.err)")
         let nf = Self.bridgeNetfilter()
         // The site: 192.168.77.1 and dnsmasq with the two reservations; the host: 192.168.77.2 on its uplink vh0.
         _ = try await sh("""
