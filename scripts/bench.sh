@@ -199,6 +199,25 @@ if [ "${SLURM:-1}" = 1 ]; then
 "
 fi
 
+# --- Swarm (SWARM=0 skips): swarm-node build, init (3 nodes, swarm formed), init again, case00 ---------
+SWARMROWS=""
+if [ "${SWARM:-1}" = 1 ]; then
+  log "swarm-node: build, swarm init, case00"
+  t0=$(now); "$VMCTL" image build swarm-node >&2; t1=$(now); WB=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  t0=$(now); "$VMCTL" swarm init --name benchswarm >/dev/null; t1=$(now); WI=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  t0=$(now); "$VMCTL" swarm init --name benchswarm >/dev/null; t1=$(now); WI2=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  t0=$(now); "$VMCTL" swarm case00 up --name benchswarm >/dev/null; "$VMCTL" swarm case00 test --name benchswarm >/dev/null
+  t1=$(now); WC=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  t0=$(now); "$VMCTL" swarm case00 down --name benchswarm >/dev/null; t1=$(now); WD=$(python3 -c "print('%.1f' % ($t1-$t0))")
+  "$VMCTL" cluster clean --name benchswarm >/dev/null
+  SWARMROWS="| swarm-node image build (debian-12 stages cached) | ${WB} s | | | | |
+| \`swarm init\`: 3 swarm-node VMs up, swarm formed and labelled | ${WI} s | | | | |
+| \`swarm init\` again on the running, formed swarm | ${WI2} s | | | | |
+| \`swarm case00 up\` + \`test\` on a formed swarm | ${WC} s | | | | |
+| \`swarm case00 down\` | ${WD} s | | | | |
+"
+fi
+
 # --- USB media (USB=0 skips): cold and warm `image usb`, USB image boot vs bare QEMU + OVMF --------
 USBROWS=""
 if [ "${USB:-1}" = 1 ]; then
@@ -246,6 +265,7 @@ echo "| boot 1 VM to SSH-verified (cold) | ${V1} s | ${B1} s | $(ratio "$V1" "$B
 printf "%s" "$ROWS"
 printf "%s" "$WARMROWS"
 printf "%s" "$SLURMROWS"
+printf "%s" "$SWARMROWS"
 printf "%s" "$USBROWS"
 if [ -n "$DENSROWS" ]; then
   echo
