@@ -167,7 +167,7 @@ public struct Machine: Sendable {
         let watch = GuestWatch(connection: connection, domainName: spec.name, node: spec.hostname, serialLog: spec.files.serialLog)
         return try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
-                let line = try await watch.waitFor(Readiness.readyMarker, from: offset, deadline: deadline, stall: stall) { line in
+                let line = try await watch.waitFor(Readiness.readyLinePrefix, from: offset, deadline: deadline, stall: stall) { line in
                     if line.contains(Readiness.bootingMarker) { sawMarker.set(); onCloudInit() }
                 }
                 try await GuestWatch.verifySSH(try sshTarget(readyLine: line), node: spec.hostname,

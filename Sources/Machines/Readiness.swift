@@ -11,6 +11,9 @@ public enum Readiness {
     public static let bootingMarker = "vmctl-booting"
     /// Printed once SSH logins with the injected key work: `vmctl-ready HOST UPTIME addrs=A/N,B/N`.
     public static let readyMarker = "vmctl-ready"
+    /// What starts a ready line: the marker and a space. systemd's own console lines name the
+    /// poller's unit (`Started vmctl-ready.service`) as it starts, long before it is ready.
+    public static let readyLinePrefix = readyMarker + " "
     /// Printed by the poller when readiness never came: `vmctl-failed HOST: why`.
     public static let failedMarker = "vmctl-failed"
 
@@ -75,7 +78,7 @@ public enum Readiness {
 
     /// Parses `vmctl-ready HOST UPTIME addrs=A,B` (older images print no addresses).
     public static func parse(_ line: String) -> Report? {
-        guard let r = line.range(of: readyMarker) else { return nil }
+        guard let r = line.range(of: readyLinePrefix) else { return nil }
         // A log copied from a console stream has the tty's \r\n line ends.
         let words = line[r.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
             .split(separator: " ").map(String.init)

@@ -99,7 +99,7 @@ public struct MediaVerifier: Sendable {
         let start = ContinuousClock.now
         progress("verify: \(name): booting under OVMF (Secure Boot \(secure ? "on" : "off"))")
         return try await withGuest(conn, name: name, disks: disks, secure: secure, sshPort: port) { watch in
-            _ = try await watch.waitFor(Readiness.readyMarker, from: 0, deadline: .now + .seconds(600))
+            _ = try await watch.waitFor(Readiness.readyLinePrefix, from: 0, deadline: .now + .seconds(600))
             let target = SSHTarget(host: "127.0.0.1", port: port, user: manifest.user, key: key, hostKey: manifest.hostKey)
             try await GuestWatch.verifySSH(target, node: name, serialLog: watch.serialLog, deadline: .now + .seconds(120))
             let r = try await SSHSession.run(target, Self.factsScript, timeout: .seconds(120))

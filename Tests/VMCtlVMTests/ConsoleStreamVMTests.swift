@@ -21,7 +21,7 @@ extension RealVMTests {
             // log's first line (at loglevel=4 the kernel itself prints nothing earlier).
             #expect(text.hasPrefix("Loading, please wait"), "\(text.prefix(600))")
             #expect(text.contains(Readiness.bootingMarker))
-            let ready = try #require(text.split(separator: "\n").first { $0.contains(Readiness.readyMarker) })
+            let ready = try #require(text.split(separator: "\n").first { $0.contains(Readiness.readyLinePrefix) })
             #expect(Readiness.parse(String(ready))?.addresses.contains("10.0.2.15/24") == true, "\(ready)")
             // QEMU was given no log file: vmctl wrote this one from the stream.
             let xml = try await VMFixture.run("/bin/sh", ["-c", "cat \(VMFixture.state.cluster(name))/libvirt/etc/qemu/*.xml 2>/dev/null || true"])
