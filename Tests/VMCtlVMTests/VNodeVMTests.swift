@@ -33,7 +33,7 @@ extension RealVMTests {
         #expect(offline.status == 2 && offline.err.contains("--offline: not cached: f33"), "\(offline.err)")
         let outside = try await VMFixture.vmctl(["vnode", "vnode31"])
         #expect(outside.status == 2 && outside.err.contains("outside every pool"), "\(outside.err)")
-        #expect(records().isEmpty && !FileManager.default.fileExists(atPath: paths.root))
+        #expect(records().isEmpty && !FileManager.default.fileExists(atPath: paths.node("vnode", "vnode03")))
 
         // 7 and 18 at once (d12 is built from its recipe first if this run has not built it).
         let libvirtd = SystemLibvirt.running("libvirtd")

@@ -21,9 +21,7 @@ struct SwarmCase: AsyncParsableCommand {
     var command: [String] = []
 
     @OptionGroup var swarm: SwarmNameOption
-
-    @Flag(help: "exec-list and test: JSON.")
-    var json = false
+    @OptionGroup var global: GlobalOptions
 
     @Option(help: "up: time until every service runs (seconds, or 90s, 10m).")
     var timeout = TimeLimit(seconds: 300)
@@ -44,6 +42,10 @@ struct SwarmCase: AsyncParsableCommand {
         let m = swarm.manager
         switch verb {
         case "up":
+            if ClusterRegistry(state: m.clusters.state).load(swarm.name) == nil {
+                say("no swarm called \(swarm.name) yet: `vmctl swarm init` first")
+                try await SwarmInit.ensure(name: swarm.name, nodes: 3, memory: "2G", timeout: TimeLimit(seconds: 900), global: global)
+            }
             let p = try await m.up(c, timeout: timeout.duration) { say($0) }
             say("\(c.rawValue) up: " + c.services.map { "\($0) on \(p.services[$0]!)" }.joined(separator: ", "))
         case "test":
@@ -54,7 +56,7 @@ struct SwarmCase: AsyncParsableCommand {
             if failed > 0 { throw ExitCode(1) }
         case "exec-list":
             let cs = try await m.containers(c)
-            if json { try printJSON(cs) } else { say(SwarmManager.formatList(cs)) }
+            if global.json { try printJSON(cs) } else { say(SwarmManager.formatList(cs)) }
         case "exec":
             let x = try await m.locate(c, container: container!)
             // OpenSSH with a terminal (as `cluster ssh` does), then docker exec in the container.

@@ -24,9 +24,14 @@ struct SwarmInit: AsyncParsableCommand {
     var timeout = TimeLimit(seconds: 900)
 
     func run() async throws {
+        try await Self.ensure(name: swarm.name, nodes: nodes, memory: memory, timeout: timeout, global: global)
+    }
+
+    /// Brings up (or reuses) the swarm's cluster, building the image first if needed.
+    static func ensure(name: String, nodes: Int, memory: String, timeout: TimeLimit, global: GlobalOptions) async throws {
         guard let mem = ByteSize.parse(memory) else { throw VMCtlError.usage("--memory takes a size like 2G (got '\(memory)')") }
         let spec = ClusterSpec(nodes: nodes, image: SwarmManager.image, cpus: 2, memoryMiB: Int(mem >> 20), diskGiB: 20)
-        try ClusterManager.validateName(swarm.name)
+        try ClusterManager.validateName(name)
         try spec.validate(freeMemoryMiB: HostMemory.availableMiB())
         let state = StateDir.resolve()
         if try ImageStore(state: state).find(SwarmManager.image) == nil {
@@ -36,7 +41,7 @@ struct SwarmInit: AsyncParsableCommand {
         let view = ProgressView(json: global.json)
         let start = ContinuousClock.now
         let s = try await ClusterManager.current.up(spec, options: ClusterOptions(
-            name: swarm.name, connect: global.connectURI, accel: global.accel, timeout: timeout.duration,
+            name: name, connect: global.connectURI, accel: global.accel, timeout: timeout.duration,
             keepOnFailure: false, warm: true), events: view.sink)
         say(String(format: "swarm %@: %d node(s), formed in %.1fs; `vmctl swarm case00 up --name %@` deploys case00",
                    s.name, s.nodes.count, (ContinuousClock.now - start).seconds, s.name))
