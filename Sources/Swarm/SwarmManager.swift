@@ -195,7 +195,8 @@ public struct SwarmManager: Sendable {
                 let ping = try? await run(s, "sudo docker exec \(x.container) ping -c 1 -W 5 \(target) >/dev/null && echo ok", on: x.node, timeout: .seconds(60))
                 checks.append(Check(name: "\(x.service) (\(x.node)) pings \(target) over \(c.network)", passed: ping?.hasPrefix("ok") == true,
                                     detail: ping == nil ? "no answer" : ""))
-                let http = try? await run(s, "sudo docker exec \(x.container) wget -q -T 10 -O - http://\(target)/cgi-bin/index", on: x.node,
+                // No -T: busybox-static 1.35's wget crashes with it (SIGSEGV); the SSH command's timeout bounds it.
+                let http = try? await run(s, "sudo docker exec \(x.container) wget -q -O - http://\(target)/cgi-bin/index", on: x.node,
                                           timeout: .seconds(60))
                 let ok = http?.contains("service=\(y.service) node=\(y.node)") == true
                 checks.append(Check(name: "\(x.service) (\(x.node)) gets HTTP from \(target) (\(y.node))", passed: ok,
