@@ -65,8 +65,12 @@ extension RealVMTests {
             return String(decoding: raw, as: UTF8.self).contains("guest=\(a)-warm-template")
         }
         #expect(templates == [])
-        // One snapshot of this shape served both clusters, and clean left it.
-        let snapshots = WarmSnapshot.all(in: VMFixture.state.warm).filter { $0.meta.key.memoryMiB == 1024 && $0.meta.key.cpus == 2 }
+        // One snapshot of this image and shape served both clusters, and clean left it (other
+        // tests' images, swarm-node say, have snapshots of the same shape of their own).
+        let hash = try #require(try ImageStore(state: VMFixture.state).find("debian-12")).hash
+        let snapshots = WarmSnapshot.all(in: VMFixture.state.warm).filter {
+            $0.meta.key.image == hash && $0.meta.key.memoryMiB == 1024 && $0.meta.key.cpus == 2
+        }
         #expect(snapshots.count == 1, "\(snapshots.map(\.directory))")
         // `image warm` makes one for another shape through a throwaway cluster it removes.
         let warm = try await VMFixture.vmctl(["image", "warm", "debian-12", "--cpus", "1", "--memory", "768M"])
