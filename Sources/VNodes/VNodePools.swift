@@ -1,6 +1,7 @@
 import Foundation
 import Yams
 import VMCtlSupport
+import Machines
 
 /// Pools of vnode names ("stems", as the seed calls them): disjoint name ranges, each with its
 /// prefix (`vnode00`–`vnode30`), default distro, network and login key. Read from a small YAML
@@ -116,17 +117,13 @@ public enum VNodeNetwork: Sendable, Equatable {
 
     public init(_ text: String) throws {
         if text == "user" { self = .user; return }
-        if text.hasPrefix("bridge="), HostBridgeName.valid(String(text.dropFirst(7))) { self = .bridge(String(text.dropFirst(7))); return }
+        if text.hasPrefix("bridge="), HostBridge.validName(String(text.dropFirst(7))) { self = .bridge(String(text.dropFirst(7))); return }
         throw VMCtlError.usage("--network takes user or bridge=NAME, e.g. bridge=br0 (got '\(text)')")
     }
 
     public var text: String {
         switch self { case .user: "user"; case .bridge(let b): "bridge=\(b)" }
     }
-}
-
-enum HostBridgeName {
-    static func valid(_ s: String) -> Bool { s.range(of: "^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$", options: .regularExpression) != nil }
 }
 
 /// One node asked for on the command line (`3:f33`, `vnode4`, `vnode18:u18.04`).

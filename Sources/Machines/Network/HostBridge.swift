@@ -58,7 +58,8 @@ public struct HostBridge: Sendable {
         "vmctl net bridge create \(bridge) --uplink \(defaultUplink() ?? "eth0")"
     }
 
-    static func validName(_ name: String) -> Bool {
+    /// A Linux interface name vmctl accepts: letters, digits, . _ -, at most 15.
+    public static func validName(_ name: String) -> Bool {
         name.range(of: "^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$", options: .regularExpression) != nil
     }
 
