@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         // Docker Swarm on cluster nodes and seed 000's cases (stacks/).
-        .target(name: "Swarm", dependencies: ["VMCtlSupport", "Images", "Clusters"]),
+        .target(name: "Swarm", dependencies: ["VMCtlSupport", "Images", "Clusters", "SSH"]),
         // Bootable media for real machines: USB disk, installer ISO, their verification in QEMU.
         // The installer's shell script is a file of its own, compiled into the binary.
         .target(name: "Media", dependencies: [

@@ -2,6 +2,7 @@ import Foundation
 import VMCtlSupport
 import Images
 import Clusters
+import SSH
 
 /// `vmctl swarm`: seed 000's Docker Swarm on vmctl cluster nodes (real VMs, a real Docker
 /// engine in each). The swarm itself is formed by the `swarm-node` image's bootstrap steps when
@@ -16,16 +17,36 @@ public struct SwarmManager: Sendable {
 
     public static let image = "swarm-node"
 
-    /// A case of the seed: its stack file and name.
+    /// A case of the seed: its stack file, its services and its VM runner.
     public enum Case: String, Sendable, CaseIterable {
-        case case00
+        case case00, case01, case02
         public var stackFile: String {
-            switch self { case .case00: "phase2-linux-demo.yml" }
+            switch self {
+            case .case00: "phase2-linux-demo.yml"
+            case .case01: "phase2-linux-usable.yml"
+            case .case02: "phase2-windows-vm.yml"
+            }
         }
-        /// The stack's services, short names.
-        public var services: [String] { ["web-a", "web-b"] }
+        /// The normal services (short names), each on a node of its own.
+        public var webServices: [String] { self == .case02 ? [] : ["web-a", "web-b"] }
+        /// The QEMU VM-runner service, if the case has one.
+        public var runner: String? {
+            switch self {
+            case .case00: nil
+            case .case01: "vm-runner"
+            case .case02: "win-runner"
+            }
+        }
+        /// Every service of the stack (short names).
+        public var services: [String] { webServices + (runner.map { [$0] } ?? []) }
         /// The stack's overlay network (`STACK_demo`).
         public var network: String { "\(rawValue)_demo" }
+        /// The runner guest's MAC: `52:54:00:a0:CC:SS`, CC the case's number, SS the task's slot
+        /// (Swarm's `{{.Task.Slot}}`, 1 for a single replica). The stack passes the prefix.
+        public func runnerMAC(slot: Int = 1) -> String? {
+            guard runner != nil, let n = Int(rawValue.dropFirst(4)) else { return nil }
+            return String(format: "52:54:00:a0:%02x:%02x", n, slot)
+        }
     }
 
     /// Where the checkout's `stacks/` is: beside `images/`.
@@ -84,29 +105,174 @@ public struct SwarmManager: Sendable {
         return Placement(services: Dictionary(uniqueKeysWithValues: zip(services, chosen)))
     }
 
+    /// The case's placement: its normal services on distinct random nodes, its runner on a
+    /// random node labelled vm-capable=true (any node when none is, with a note saying so).
+    public static func place(_ c: Case, on nodes: [String], vmCapable: [String],
+                             using rng: inout some RandomNumberGenerator) throws -> (Placement, note: String?) {
+        var p = try place(c.webServices, on: nodes, using: &rng)
+        var note: String?
+        if let runner = c.runner {
+            let capable = vmCapable.filter(nodes.contains)
+            guard let node = (capable.isEmpty ? nodes : capable).randomElement(using: &rng) else {
+                throw VMCtlError(.wrongState, message: "the swarm has no ready node for \(runner)")
+            }
+            if capable.isEmpty { note = "no node is labelled vm-capable=true: \(runner) goes to \(node) and its guest is emulated (TCG)" }
+            p.services[runner] = node
+        }
+        return (p, note)
+    }
+
+    /// The ready nodes labelled vm-capable=true.
+    func vmCapableNodes(_ s: ClusterState) async throws -> [String] {
+        let out = try await run(s, "for n in $(sudo docker node ls -q); do sudo docker node inspect -f "
+                                + "'{{.Description.Hostname}} {{index .Spec.Labels \"vm-capable\"}}' \"$n\"; done")
+        return Self.parseLabels(out)
+    }
+
+    /// `HOSTNAME true|false|<no value>` lines: the hostnames labelled true.
+    static func parseLabels(_ text: String) -> [String] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            return f.count == 2 && f[1] == "true" ? String(f[0]) : nil
+        }.sorted()
+    }
+
+    /// Where the swarm's runner key lives on the host (made once per swarm) and on every node.
+    public var runnerKey: KeyPair { KeyPair(privateKeyPath: "\(ClusterPaths(state: clusters.state, name: name).directory)/vmrunner_ed25519") }
+    public static let nodeKeyDirectory = "/var/lib/vmrunner/keys"
+    public static let runnerImage = "vmctl/vmrunner:1"
+
+    /// The runner's key on every node (`/var/lib/vmrunner/keys/id_ed25519`, 0600, and `.pub`),
+    /// made for this swarm on first use; and the runner image on `node`, imported from the
+    /// node's own files (rootfs.tar, assembled at image build).
+    func prepareRunner(_ s: ClusterState, on node: String, events: @Sendable (String) -> Void) async throws {
+        let key = runnerKey
+        if !FileManager.default.fileExists(atPath: key.privateKeyPath) {
+            try? FileManager.default.removeItem(atPath: key.publicKeyPath)
+            _ = try await KeyPair.generate(at: key.privateKeyPath, comment: "vmrunner@\(name)")
+        }
+        let priv = Data(try key.privateKey().utf8), pub = Data((try key.publicKeyLine() + "\n").utf8)
+        let dir = Self.nodeKeyDirectory
+        for plan in try clusters.select(s, []) {
+            try await run(s, "sudo install -d -m 0755 \(dir) && sudo install -m 0600 /dev/stdin \(dir)/id_ed25519.new "
+                          + "&& sudo mv \(dir)/id_ed25519.new \(dir)/id_ed25519", on: plan.name, input: priv)
+            try await run(s, "sudo install -m 0644 /dev/stdin \(dir)/id_ed25519.pub.new && sudo mv \(dir)/id_ed25519.pub.new \(dir)/id_ed25519.pub",
+                          on: plan.name, input: pub)
+        }
+        events("runner key installed on every node at \(dir)/id_ed25519 (mounted at /vm/keys)")
+        let imported = try await run(s, "sudo /usr/local/lib/vmctl-runner/import", on: node, timeout: .seconds(600))
+        if !imported.isEmpty { events("\(node): \(imported.trimmingCharacters(in: .whitespacesAndNewlines))") }
+    }
+
+    /// Windows media for case02: both files must be readable before anything happens.
+    public struct WindowsMedia: Sendable {
+        public var iso: String
+        public var virtioISO: String
+
+        /// From `--iso`/`--virtio-iso`, else WINDOWS_ISO/VIRTIO_ISO; one error naming every
+        /// missing piece (exit 2).
+        public static func resolve(iso: String?, virtioISO: String?, environment: [String: String]) throws -> WindowsMedia {
+            let a = iso ?? environment["WINDOWS_ISO"].flatMap { $0.isEmpty ? nil : $0 }
+            let b = virtioISO ?? environment["VIRTIO_ISO"].flatMap { $0.isEmpty ? nil : $0 }
+            var missing: [String] = []
+            func check(_ path: String?, _ what: String) {
+                guard let path else { missing.append("\(what): not given"); return }
+                var dir: ObjCBool = false
+                if !FileManager.default.fileExists(atPath: path, isDirectory: &dir) || dir.boolValue || !FileManager.default.isReadableFile(atPath: path) {
+                    missing.append("\(what): \(path) is not a readable file")
+                }
+            }
+            check(a, "the Windows installation ISO (--iso PATH or WINDOWS_ISO)")
+            check(b, "the virtio-win drivers ISO (--virtio-iso PATH or VIRTIO_ISO)")
+            guard missing.isEmpty, let a, let b else {
+                throw VMCtlError.usage("case02 needs media vmctl cannot ship; nothing was deployed:\n  " + missing.joined(separator: "\n  "))
+            }
+            return WindowsMedia(iso: a, virtioISO: b)
+        }
+    }
+
+    /// The media on the runner's node, at /var/lib/vmrunner/media (copied unless the same size is there).
+    func copyMedia(_ s: ClusterState, _ media: WindowsMedia, to node: String, events: @Sendable (String) -> Void) async throws {
+        try await run(s, "sudo install -d -m 0755 -o \"$(id -u)\" /var/lib/vmrunner/media", on: node)
+        for (path, target) in [(media.iso, "windows.iso"), (media.virtioISO, "virtio-win.iso")] {
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
+            let there = try await run(s, "stat -c %s /var/lib/vmrunner/media/\(target) 2>/dev/null || echo -1", on: node)
+            if Int(there.trimmingCharacters(in: .whitespacesAndNewlines)) == size { continue }
+            events("copying \(path) to \(node):/var/lib/vmrunner/media/\(target)")
+            try await clusters.copy(name, from: path, to: "\(node):/var/lib/vmrunner/media/\(target)", mode: 0o644)
+        }
+    }
+
     /// Deploys the case's stack with its services on distinct random nodes (kept until `down`;
     /// an `up` of a deployed case keeps its placement), and waits until every service runs.
-    public func up(_ c: Case, timeout: Duration = .seconds(300), events: @Sendable (String) -> Void) async throws -> Placement {
+    /// A runner case first installs the runner key and image; case01 then waits for its guest.
+    public func up(_ c: Case, timeout: Duration = .seconds(300), guestTimeout: Duration = .seconds(900), media: WindowsMedia? = nil,
+                   events: @Sendable (String) -> Void) async throws -> Placement {
         let s = try cluster()
         let file = "\(Self.stacksDirectory())/\(c.stackFile)"
         guard let stack = FileManager.default.contents(atPath: file) else {
             throw VMCtlError(.notFound, message: "no stack file \(file) (the checkout's stacks/; VMCTL_STACKS)")
         }
+        if c == .case02 && media == nil { throw VMCtlError.usage("case02 needs --iso and --virtio-iso") }
         var p: Placement
         if let kept = placement(c) {
             p = kept
         } else {
             var rng = SystemRandomNumberGenerator()
-            p = try Self.place(c.services, on: try await swarmNodes(s), using: &rng)
+            let nodes = try await swarmNodes(s)
+            let (placed, note) = try Self.place(c, on: nodes, vmCapable: c.runner == nil ? [] : try await vmCapableNodes(s), using: &rng)
+            if let note { events(note) }
+            p = placed
+        }
+        if let runner = c.runner, let node = p.services[runner] {
+            try await prepareRunner(s, on: node, events: events)
+            if let media { try await copyMedia(s, media, to: node, events: events) }
         }
         try AtomicFile.writeJSON(p, to: placementPath(c))
-        let env = c.services.enumerated().map { i, svc in "NODE_\(["A", "B", "C", "D"][i])=\(p.services[svc]!)" }
-        let web = ProcessInfo.processInfo.environment["WEB_IMAGE"].map { ["WEB_IMAGE=\($0)"] } ?? []
+        var env = c.webServices.enumerated().map { i, svc in "NODE_\(["A", "B", "C", "D"][i])=\(p.services[svc]!)" }
+        if let runner = c.runner { env.append("NODE_RUNNER=\(p.services[runner]!)") }
+        for k in ["WEB_IMAGE", "RUNNER_ACCEL", "RUNNER_MEMORY"] {
+            if let v = ProcessInfo.processInfo.environment[k], !v.isEmpty { env.append("\(k)=\(v)") }
+        }
         events("deploying \(c.rawValue): " + c.services.map { "\($0) on \(p.services[$0]!)" }.joined(separator: ", "))
-        try await run(s, "sudo env \((env + web).map(Self.quote).joined(separator: " ")) docker stack deploy --resolve-image never "
+        try await run(s, "sudo env \(env.map(Self.quote).joined(separator: " ")) docker stack deploy --resolve-image never "
                       + "--compose-file - \(c.rawValue) >/dev/null", input: stack)
         try await waitRunning(s, c, timeout: timeout)
+        if c == .case01, let runner = c.runner {
+            try await waitGuest(s, c, runner: runner, timeout: guestTimeout, events: events)
+        }
         return p
+    }
+
+    /// The runner container's log on its node.
+    func runnerLog(_ s: ClusterState, _ c: Case, runner: String) async throws -> (Container, String) {
+        guard let x = try await containers(c).first(where: { $0.service == "\(c.rawValue)_\(runner)" }) else {
+            throw VMCtlError(.notFound, message: "\(c.rawValue): no running \(runner) container")
+        }
+        return (x, try await run(s, "sudo docker logs \(x.container) 2>&1 | tail -n 400", on: x.node))
+    }
+
+    /// Waits until the runner's guest says its SSH server runs (its serial console, in the
+    /// container's log), saying how the guest is accelerated.
+    func waitGuest(_ s: ClusterState, _ c: Case, runner: String, timeout: Duration, events: @Sendable (String) -> Void) async throws {
+        let start = ContinuousClock.now
+        var said = false
+        var log = ""
+        while ContinuousClock.now - start < timeout {
+            let (x, text) = try await runnerLog(s, c, runner: runner)
+            log = text
+            if !said, let accel = text.split(separator: "\n").first(where: { $0.hasPrefix("vmrunner: accel") }) {
+                events("\(runner) on \(x.node): \(accel.dropFirst("vmrunner: ".count))")
+                said = true
+            }
+            if text.contains("vmrunner-guest: ssh ready") {
+                events(String(format: "%@: its guest answers SSH (booted in %.0f s)", runner, (ContinuousClock.now - start).secondsDouble))
+                return
+            }
+            try await Task.sleep(for: .seconds(5))
+        }
+        throw VMCtlError(.nodeTimeout, message: "\(c.rawValue): \(runner)'s guest did not start its SSH server within \(timeout.components.seconds) s; its console:\n"
+                         + log.split(separator: "\n").suffix(15).joined(separator: "\n"))
     }
 
     /// Waits until every service of the case has its one task running.
@@ -174,22 +340,29 @@ public struct SwarmManager: Sendable {
         public var detail: String
     }
 
-    /// From inside each service's container: ping and HTTP to every other service by name over
-    /// the overlay; and the services on distinct nodes, as placed.
+    /// From inside each normal service's container: ping and HTTP to every other normal
+    /// service by name over the overlay; the services on distinct nodes, as placed. Then the
+    /// runner's checks (case01: SSH into its guest; case02: RDP or WinRM through the published port).
     public func test(_ c: Case) async throws -> [Check] {
         let s = try cluster()
-        let cs = try await containers(c)
+        let all = try await containers(c)
+        let webNames = Set(c.webServices.map { "\(c.rawValue)_\($0)" })
+        let cs = all.filter { webNames.contains($0.service) }
         var checks: [Check] = []
         let placed = placement(c)
         let nodes = Set(cs.map(\.node))
-        checks.append(Check(name: "\(c.rawValue): \(cs.count) container(s) on \(nodes.count) distinct node(s)",
-                            passed: cs.count == c.services.count && nodes.count == c.services.count,
-                            detail: cs.map { "\($0.service)@\($0.node)" }.joined(separator: ", ")))
-        for x in cs {
+        if !c.webServices.isEmpty {
+            checks.append(Check(name: "\(c.rawValue): \(cs.count) service container(s) on \(nodes.count) distinct node(s)",
+                                passed: cs.count == c.webServices.count && nodes.count == c.webServices.count,
+                                detail: cs.map { "\($0.service)@\($0.node)" }.joined(separator: ", ")))
+        }
+        for x in all {
             let short = x.service.replacingOccurrences(of: "\(c.rawValue)_", with: "")
             if let want = placed?.services[short] {
                 checks.append(Check(name: "\(x.service) runs on its placed node \(want)", passed: x.node == want, detail: "on \(x.node)"))
             }
+        }
+        for x in cs {
             for y in cs where y.service != x.service {
                 let target = y.service.replacingOccurrences(of: "\(c.rawValue)_", with: "")
                 let ping = try? await run(s, "sudo docker exec \(x.container) ping -c 1 -W 5 \(target) >/dev/null && echo ok", on: x.node, timeout: .seconds(60))
@@ -203,7 +376,65 @@ public struct SwarmManager: Sendable {
                                     detail: http?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "no answer"))
             }
         }
+        if let runner = c.runner {
+            guard let x = all.first(where: { $0.service == "\(c.rawValue)_\(runner)" }) else {
+                checks.append(Check(name: "\(c.rawValue)_\(runner) runs", passed: false, detail: "no container"))
+                return checks
+            }
+            checks.append(try await privilegeCheck(s, x))
+            checks += c == .case01 ? try await guestChecks(s, c, x) : try await windowsChecks(s, x)
+        }
         return checks
+    }
+
+    /// The runner container is not privileged, has every capability dropped, runs QEMU as nobody.
+    func privilegeCheck(_ s: ClusterState, _ x: Container) async throws -> Check {
+        let got = try await run(s, "sudo docker inspect -f '{{.HostConfig.Privileged}} {{.HostConfig.CapDrop}} {{.Config.User}}' \(x.container)", on: x.node)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return Check(name: "\(x.service): not privileged, every capability dropped, QEMU as nobody", passed: got == "false [ALL] 65534:65534", detail: got)
+    }
+
+    /// From inside the runner container: SSH to its guest at 127.0.0.1:2222 with the node's
+    /// /var/lib/vmrunner/keys/id_ed25519 (mounted at /vm/keys), the guest's host key pinned
+    /// from the line the runner printed before it booted the guest; the guest is the runner's
+    /// own (its hostname, kernel command line and deterministic MAC) running the node's kernel.
+    func guestChecks(_ s: ClusterState, _ c: Case, _ x: Container) async throws -> [Check] {
+        let (_, log) = try await runnerLog(s, c, runner: c.runner!)
+        guard let line = log.split(separator: "\n").first(where: { $0.hasPrefix("vmrunner: guest host key ssh-ed25519 ") }) else {
+            return [Check(name: "\(x.service): the runner printed its guest's host key", passed: false, detail: String(log.suffix(400)))]
+        }
+        let hostKey = line.dropFirst("vmrunner: guest host key ".count)
+        try await run(s, "sudo docker exec -i -u 0 \(x.container) sh -c 'cat > /tmp/vmctl_known_hosts'", on: x.node,
+                      input: Data("[127.0.0.1]:2222 \(hostKey)\n".utf8))
+        let ssh = "sudo docker exec -u 0 \(x.container) ssh -p 2222 -i /vm/keys/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=yes "
+            + "-o UserKnownHostsFile=/tmp/vmctl_known_hosts -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=60 root@127.0.0.1 "
+            + "'hostname; uname -r; cat /proc/cmdline; cat /sys/class/net/eth0/address'"
+        var answer: String?
+        var failure = ""
+        do { answer = try await run(s, ssh, on: x.node, timeout: .seconds(180)) } catch { failure = "\(error)" }
+        let kernel = try await run(s, "uname -r", on: x.node).trimmingCharacters(in: .whitespacesAndNewlines)
+        let f = (answer ?? "").split(separator: "\n").map(String.init)
+        let name = "\(x.service) (\(x.node)): SSH from inside the runner to its guest at 127.0.0.1:2222 with /vm/keys/id_ed25519, host key pinned"
+        guard f.count == 4 else { return [Check(name: name, passed: false, detail: answer ?? failure)] }
+        let mac = c.runnerMAC() ?? ""
+        return [Check(name: name, passed: true, detail: ""),
+                Check(name: "\(x.service): the guest is the runner's (hostname vmrunner-guest, vmctl.runner=\(c.rawValue) on its kernel command line)",
+                      passed: f[0] == "vmrunner-guest" && f[2].split(separator: " ").contains("vmctl.runner=\(c.rawValue)"), detail: "\(f[0]); \(f[2])"),
+                Check(name: "\(x.service): the guest's kernel is the node's (\(kernel))", passed: f[1] == kernel, detail: f[1]),
+                Check(name: "\(x.service): the guest's MAC is the deterministic \(mac)", passed: f[3] == mac, detail: f[3])]
+    }
+
+    /// case02: RDP (an X.224 connection confirm to a connection request) or WinRM (an HTTP
+    /// answer on /wsman) through the service's published ports, from the manager.
+    func windowsChecks(_ s: ClusterState, _ x: Container) async throws -> [Check] {
+        let rdp = "exec 3<>/dev/tcp/127.0.0.1/3389 && printf '\\003\\000\\000\\023\\016\\340\\000\\000\\000\\000\\000\\001\\000\\010\\000\\003\\000\\000\\000' >&3 "
+            + "&& timeout 20 head -c 2 <&3 | od -An -tx1 | tr -d ' \\n'"
+        let winrm = "exec 3<>/dev/tcp/127.0.0.1/5985 && printf 'POST /wsman HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 0\\r\\n\\r\\n' >&3 "
+            + "&& timeout 20 head -c 9 <&3"
+        let a = (try? await run(s, "bash -c \(Self.quote(rdp))", timeout: .seconds(60)))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let b = (try? await run(s, "bash -c \(Self.quote(winrm))", timeout: .seconds(60)))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return [Check(name: "\(x.service): Windows answers RDP (3389) or WinRM (5985) through the published ports",
+                      passed: a == "0300" || b == "HTTP/1.1", detail: "RDP: \(a ?? "no answer"); WinRM: \(b ?? "no answer")")]
     }
 
     /// The node running `container` (a name from `exec-list`, or its unique prefix).
@@ -228,6 +459,13 @@ public struct SwarmManager: Sendable {
             let left = try await containers(c)
             let nets = try await run(s, "sudo docker network ls -q --filter label=com.docker.stack.namespace=\(c.rawValue)")
             if left.isEmpty && nets.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                if c.runner != nil {
+                    // The runner's QEMU goes with its container; say so if one outlived it.
+                    for r in await clusters.exec(s, nodes: try clusters.select(s, []), command: "pgrep -c -x qemu-system-x86 || true", timeout: .seconds(60))
+                    where r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != "0" {
+                        throw VMCtlError("\(c.rawValue): a QEMU process is still running on \(r.node) after its container went")
+                    }
+                }
                 try? FileManager.default.removeItem(atPath: placementPath(c))
                 return
             }

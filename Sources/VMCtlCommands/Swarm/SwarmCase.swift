@@ -6,9 +6,9 @@ import Swarm
 
 struct SwarmCase: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "case",
-        abstract: "Run a case's verb: vmctl swarm case00 up|test|exec-list|exec NAME [-- CMD]|down.")
+        abstract: "Run a case's verb: vmctl swarm case00|case01|case02 up|test|exec-list|exec NAME [-- CMD]|down.")
 
-    @Argument(help: "The case: case00.")
+    @Argument(help: "The case: case00 (two services), case01 (the same plus a Linux VM runner), case02 (a Windows VM runner).")
     var caseName: String
 
     @Argument(help: "up, test, exec-list, exec or down.")
@@ -26,15 +26,25 @@ struct SwarmCase: AsyncParsableCommand {
     @Option(help: "up: time until every service runs (seconds, or 90s, 10m).")
     var timeout = TimeLimit(seconds: 300)
 
+    @Option(help: "case01 up: time for the runner's guest to answer SSH once its container runs (emulated inside an emulated node it takes minutes).")
+    var guestTimeout = TimeLimit(seconds: 900)
+
+    @Option(help: "case02 up: the Windows installation ISO (or WINDOWS_ISO).")
+    var iso: String?
+
+    @Option(help: "case02 up: the virtio-win drivers ISO (or VIRTIO_ISO).")
+    var virtioIso: String?
+
     func validate() throws {
         guard SwarmManager.Case(rawValue: caseName) != nil else {
-            throw ValidationError("unknown case '\(caseName)': \(SwarmManager.Case.allCases.map(\.rawValue).joined(separator: ", ")) (case01 and case02 come with the VM runners)")
+            throw ValidationError("unknown case '\(caseName)': \(SwarmManager.Case.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard ["up", "test", "exec-list", "exec", "down"].contains(verb) else {
             throw ValidationError("unknown verb '\(verb)': up, test, exec-list, exec or down")
         }
         if verb == "exec" && container == nil { throw ValidationError("exec needs a container: `vmctl swarm \(caseName) exec-list` shows them") }
         if verb != "exec" && (container != nil || !command.isEmpty) { throw ValidationError("only exec takes a container and a command") }
+        if (iso != nil || virtioIso != nil) && !(caseName == "case02" && verb == "up") { throw ValidationError("--iso and --virtio-iso go with `case02 up`") }
     }
 
     func run() async throws {
@@ -42,11 +52,14 @@ struct SwarmCase: AsyncParsableCommand {
         let m = swarm.manager
         switch verb {
         case "up":
+            // case02's media are checked before anything is made or deployed.
+            let media = c == .case02 ? try SwarmManager.WindowsMedia.resolve(iso: iso, virtioISO: virtioIso,
+                                                                              environment: ProcessInfo.processInfo.environment) : nil
             if ClusterRegistry(state: m.clusters.state).load(swarm.name) == nil {
                 say("no swarm called \(swarm.name) yet: `vmctl swarm init` first")
                 try await SwarmInit.ensure(name: swarm.name, nodes: 3, memory: "2G", timeout: TimeLimit(seconds: 900), global: global)
             }
-            let p = try await m.up(c, timeout: timeout.duration) { say($0) }
+            let p = try await m.up(c, timeout: timeout.duration, guestTimeout: guestTimeout.duration, media: media) { say($0) }
             say("\(c.rawValue) up: " + c.services.map { "\($0) on \(p.services[$0]!)" }.joined(separator: ", "))
         case "test":
             let checks = try await m.test(c)
