@@ -71,8 +71,10 @@ vm-clean: build
 # `make ansible-swarm-poc-qemu-case00-exec <container_name>`: the goal after an -exec goal is the
 # container's name, turned into a rule that does nothing; CONTAINER= works too.
 SWARM ?= swarm
-SWARM_GOALS := ansible-swarm ansible-swarm-poc-qemu-case00-up ansible-swarm-poc-qemu-case00-down \
-        ansible-swarm-poc-qemu-case00-test ansible-swarm-poc-qemu-case00-exec-list ansible-swarm-poc-qemu-case00-exec
+SWARM_CASES := case00 case01
+SWARM_VERBS := up down test exec-list exec
+SWARM_GOALS := ansible-swarm $(foreach c,$(SWARM_CASES),$(foreach v,$(SWARM_VERBS),ansible-swarm-poc-qemu-$(c)-$(v))) \
+        ansible-swarm-poc-qemu-case02-up ansible-swarm-poc-qemu-case02-test ansible-swarm-poc-qemu-case02-down
 .PHONY: $(SWARM_GOALS)
 ifneq ($(filter %-exec,$(firstword $(MAKECMDGOALS))),)
   EXEC_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
@@ -87,17 +89,15 @@ ifneq ($(filter %-exec,$(firstword $(MAKECMDGOALS))),)
 endif
 ansible-swarm: build
 	$(VMCTL) swarm init --name $(SWARM)
-ansible-swarm-poc-qemu-case00-up: build
-	$(VMCTL) swarm case00 up --name $(SWARM)
-ansible-swarm-poc-qemu-case00-down: build
-	$(VMCTL) swarm case00 down --name $(SWARM)
-ansible-swarm-poc-qemu-case00-test: build
-	$(VMCTL) swarm case00 test --name $(SWARM)
-ansible-swarm-poc-qemu-case00-exec-list: build
-	$(VMCTL) swarm case00 exec-list --name $(SWARM)
-ansible-swarm-poc-qemu-case00-exec: build
-	@test -n "$(CONTAINER)" || { echo "usage: make $@ <container_name> (or CONTAINER=...): make ansible-swarm-poc-qemu-case00-exec-list shows them" >&2; exit 2; }
-	$(VMCTL) swarm case00 exec $(CONTAINER) --name $(SWARM)
+# case00 and case01: up, down, test, exec-list; exec takes the container.
+$(foreach c,$(SWARM_CASES),$(foreach v,up down test exec-list,ansible-swarm-poc-qemu-$(c)-$(v))): build
+	$(VMCTL) swarm $(word 5,$(subst -, ,$@)) $(subst ansible-swarm-poc-qemu-$(word 5,$(subst -, ,$@))-,,$@) --name $(SWARM)
+$(foreach c,$(SWARM_CASES),ansible-swarm-poc-qemu-$(c)-exec): build
+	@test -n "$(CONTAINER)" || { echo "usage: make $@ <container_name> (or CONTAINER=...): make $(@:-exec=-exec-list) shows them" >&2; exit 2; }
+	$(VMCTL) swarm $(word 5,$(subst -, ,$@)) exec $(CONTAINER) --name $(SWARM)
+# case02: the Windows media as WINDOWS_ISO= and VIRTIO_ISO= (vmctl reads them from the environment).
+ansible-swarm-poc-qemu-case02-up ansible-swarm-poc-qemu-case02-test ansible-swarm-poc-qemu-case02-down: build
+	$(VMCTL) swarm case02 $(subst ansible-swarm-poc-qemu-case02-,,$@) --name $(SWARM)
 
 # Seed 001's hardware step: dist/cluster-os-usb.img.gz (dd to a USB stick) and
 # dist/cluster-os-installer.iso, booted and SSH-verified in QEMU under OVMF (VERIFY= to skip).

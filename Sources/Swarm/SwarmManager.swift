@@ -285,8 +285,14 @@ public struct SwarmManager: Sendable {
             if lines.count == c.services.count && lines.allSatisfy({ $0.hasSuffix(" 1/1") }) { return }
             try await Task.sleep(for: .seconds(2))
         }
-        let ps = (try? await run(s, "sudo docker stack ps --no-trunc \(c.rawValue)")) ?? ""
-        throw VMCtlError(.nodeTimeout, message: "\(c.rawValue): services not running after \(timeout.components.seconds) s:\n\(last)\n\(ps)")
+        let ps = (try? await run(s, "sudo docker stack ps --no-trunc \(c.rawValue) | head -n 12")) ?? ""
+        var logs = ""
+        for line in last.split(separator: "\n") where !line.hasSuffix(" 1/1") {
+            let svc = String(line.split(separator: " ")[0])
+            let tail = (try? await run(s, "sudo docker service logs --raw --tail 6 \(svc) 2>&1")) ?? ""
+            if !tail.isEmpty { logs += "\(svc)'s last lines:\n\(tail)" }
+        }
+        throw VMCtlError(.nodeTimeout, message: "\(c.rawValue): services not running after \(timeout.components.seconds) s:\n\(last)\n\(ps)\(logs)")
     }
 
     /// One container of a case: `CONTAINER NODE OVERLAY_IP SERVICE`.
@@ -460,8 +466,9 @@ public struct SwarmManager: Sendable {
             let nets = try await run(s, "sudo docker network ls -q --filter label=com.docker.stack.namespace=\(c.rawValue)")
             if left.isEmpty && nets.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 if c.runner != nil {
-                    // The runner's QEMU goes with its container; say so if one outlived it.
-                    for r in await clusters.exec(s, nodes: try clusters.select(s, []), command: "pgrep -c -x qemu-system-x86 || true", timeout: .seconds(60))
+                    // The runner's QEMU (`-name vmrunner-CASE`) goes with its container; say so if one outlived it.
+                    let pattern = "[-]name vmrunner-\(c.rawValue)"
+                    for r in await clusters.exec(s, nodes: try clusters.select(s, []), command: "pgrep -c -f -- '\(pattern)' || true", timeout: .seconds(60))
                     where r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != "0" {
                         throw VMCtlError("\(c.rawValue): a QEMU process is still running on \(r.node) after its container went")
                     }

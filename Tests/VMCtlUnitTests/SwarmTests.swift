@@ -24,6 +24,60 @@ struct SwarmTests {
         }
     }
 
+    @Test("case01: web services on distinct nodes, the runner on a vm-capable node; none capable: any node, with a note")
+    func runnerPlacement() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<30 {
+            let (p, note) = try SwarmManager.place(.case01, on: ["node1", "node2", "node3"], vmCapable: ["node3"], using: &rng)
+            #expect(p.services["vm-runner"] == "node3" && note == nil)
+            #expect(p.services["web-a"] != p.services["web-b"] && p.services.count == 3)
+        }
+        let (p, note) = try SwarmManager.place(.case01, on: ["node1", "node2"], vmCapable: ["node9"], using: &rng)
+        #expect(["node1", "node2"].contains(p.services["vm-runner"]!) && note?.contains("no node is labelled vm-capable=true") == true)
+        let (w, _) = try SwarmManager.place(.case02, on: ["node1"], vmCapable: ["node1"], using: &rng)
+        #expect(w.services == ["win-runner": "node1"])
+        #expect(SwarmManager.parseLabels("node1 true\nnode2 false\nnode3 <no value>\nnode4 true\n") == ["node1", "node4"])
+    }
+
+    @Test("runner MACs: 52:54:00:a0:CASE:SLOT, as the stacks pass them")
+    func runnerMACs() throws {
+        #expect(SwarmManager.Case.case01.runnerMAC() == "52:54:00:a0:01:01")
+        #expect(SwarmManager.Case.case02.runnerMAC(slot: 3) == "52:54:00:a0:02:03")
+        #expect(SwarmManager.Case.case00.runnerMAC() == nil)
+        for c in [SwarmManager.Case.case01, .case02] {
+            let text = try String(contentsOfFile: "\(SwarmManager.stacksDirectory())/\(c.stackFile)", encoding: .utf8)
+            let stack = try #require(try Yams.load(yaml: text) as? [String: Any])
+            let svc = try #require((stack["services"] as? [String: Any])?[c.runner!] as? [String: Any])
+            let env = try #require(svc["environment"] as? [String: Any])
+            #expect("\(env["RUNNER_MAC_PREFIX"]!):01" == c.runnerMAC(), "\(c)")
+            #expect(env["RUNNER_CASE"] as? String == c.rawValue)
+            // Least privilege: no privileged, every capability dropped, QEMU as nobody.
+            #expect(svc["privileged"] == nil && svc["cap_drop"] as? [String] == ["ALL"] && svc["user"] as? String == "65534:65534", "\(c)")
+            #expect(!text.contains("docker.sock"))
+            let services = Set((stack["services"] as? [String: Any])?.keys.map { $0 } ?? [])
+            #expect(services == Set(c.services), "\(c): \(services)")
+        }
+    }
+
+    @Test("case02's media: both named when missing, from flags or WINDOWS_ISO/VIRTIO_ISO, exit 2")
+    func windowsMedia() throws {
+        #expect { try SwarmManager.WindowsMedia.resolve(iso: nil, virtioISO: nil, environment: [:]) } throws: {
+            let e = $0 as? VMCtlError
+            return e?.code == .usage && "\(e!)".contains("--iso PATH or WINDOWS_ISO") && "\(e!)".contains("--virtio-iso PATH or VIRTIO_ISO")
+                && "\(e!)".contains("nothing was deployed")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("media-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: "\(dir)/w.iso", contents: Data("x".utf8))
+        FileManager.default.createFile(atPath: "\(dir)/v.iso", contents: Data("y".utf8))
+        #expect { try SwarmManager.WindowsMedia.resolve(iso: "\(dir)/w.iso", virtioISO: dir, environment: [:]) } throws: {
+            "\($0)".contains("\(dir) is not a readable file") && !"\($0)".contains("WINDOWS_ISO")
+        }
+        let m = try SwarmManager.WindowsMedia.resolve(iso: nil, virtioISO: "\(dir)/v.iso", environment: ["WINDOWS_ISO": "\(dir)/w.iso"])
+        #expect(m.iso == "\(dir)/w.iso" && m.virtioISO == "\(dir)/v.iso")
+    }
+
     @Test("exec-list: a header, then exactly CONTAINER NODE OVERLAY_IP SERVICE per container")
     func execList() {
         let cs = SwarmManager.parseContainers("/case00_web-a.1.x1y2 case00_web-a 10.0.1.3\n/case00_web-b.1.z9 case00_web-b 10.0.1.5\n", node: "node2")
@@ -45,11 +99,16 @@ struct SwarmTests {
         #expect(a.status == 0 && a.stdout.contains("swarm case00 exec case00_web-a.1.abc --name swarm"), "\(a.stdout)\(a.stderr)")
         let b = try make(["ansible-swarm-poc-qemu-case00-exec", "CONTAINER=c1", "SWARM=lab"])
         #expect(b.stdout.contains("swarm case00 exec c1 --name lab"), "\(b.stdout)")
+        let d = try make(["ansible-swarm-poc-qemu-case01-exec", "case01_vm-runner.1.xyz"])
+        #expect(d.stdout.contains("swarm case01 exec case01_vm-runner.1.xyz --name swarm"), "\(d.stdout)\(d.stderr)")
         let c = try make(["ansible-swarm-poc-qemu-case00-exec", "test"])
         #expect(c.status != 0 && c.stderr.contains("container name 'test' is also a make target"), "\(c.stderr)")
         for (goal, verb) in [("ansible-swarm", "swarm init"), ("ansible-swarm-poc-qemu-case00-up", "swarm case00 up"),
                              ("ansible-swarm-poc-qemu-case00-down", "swarm case00 down"), ("ansible-swarm-poc-qemu-case00-test", "swarm case00 test"),
-                             ("ansible-swarm-poc-qemu-case00-exec-list", "swarm case00 exec-list")] {
+                             ("ansible-swarm-poc-qemu-case00-exec-list", "swarm case00 exec-list"),
+                             ("ansible-swarm-poc-qemu-case01-up", "swarm case01 up"), ("ansible-swarm-poc-qemu-case01-test", "swarm case01 test"),
+                             ("ansible-swarm-poc-qemu-case01-exec-list", "swarm case01 exec-list"), ("ansible-swarm-poc-qemu-case01-down", "swarm case01 down"),
+                             ("ansible-swarm-poc-qemu-case02-up", "swarm case02 up"), ("ansible-swarm-poc-qemu-case02-down", "swarm case02 down")] {
             #expect(try make([goal]).stdout.contains(verb), "\(goal)")
         }
     }

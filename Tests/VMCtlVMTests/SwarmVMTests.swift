@@ -8,7 +8,7 @@ import Testing
 /// `vmctl swarm` on real VMs with a real Docker engine in each (same serialized suite as the
 /// other VM tests).
 extension RealVMTests {
-    @Test("swarm: init forms a 3-node swarm (labels vm-capable) and again changes nothing; case00 up on two distinct nodes (as docker service ps says) → test → exec-list → one-shot exec → Ansible ping and the validation playbook through vmctl's inventory → down leaves no stack and no container")
+    @Test("swarm: init forms a 3-node swarm (labels vm-capable) and again changes nothing; case00 up on two distinct nodes (as docker service ps says) → test → exec-list → one-shot exec → Ansible ping and the validation playbook through vmctl's inventory → down leaves no stack and no container; case02 without media refused with nothing deployed; case01 up (the VM runner's guest emulated inside the node) → test (SSH into the runner's guest) → exec → down leaves no stack, container or QEMU")
     func swarmCase00() async throws {
         let name = "it-swarm"
         try await VMFixture.withCluster(name) {
@@ -80,6 +80,47 @@ extension RealVMTests {
             }
             #expect(try await node1("sudo docker stack ls -q | wc -l") == "0\n")
             #expect(try await node1("sudo docker node ls -q | wc -l") == "3\n", "the swarm stays")
+
+            // case02 needs Windows media: refused before anything is deployed.
+            let noMedia = try await VMFixture.vmctl(["swarm", "case02", "up", "--name", name])
+            #expect(noMedia.status == 2 && noMedia.err.contains("--iso PATH or WINDOWS_ISO") && noMedia.err.contains("nothing was deployed"),
+                    "\(noMedia.out)\(noMedia.err)")
+            #expect(try await node1("sudo docker stack ls -q | wc -l") == "0\n")
+            #expect(SwarmManager(clusters: ClusterManager(state: VMFixture.state), name: name).placement(.case02) == nil)
+
+            // case01: case00's services plus the VM runner, its guest emulated inside the emulated node.
+            let up1 = try await VMFixture.vmctl(["swarm", "case01", "up", "--name", name])
+            try #require(up1.status == 0, "case01 up failed:\n\(up1.out)\n\(up1.err)")
+            #expect(up1.out.contains("vm-runner on ") && up1.out.contains(": accel ") && up1.out.contains("its guest answers SSH"), "\(up1.out)")
+            let p1 = try #require(SwarmManager(clusters: ClusterManager(state: VMFixture.state), name: name).placement(.case01))
+            let runnerNode = try #require(p1.services["vm-runner"])
+            #expect(p1.services["web-a"] != p1.services["web-b"])
+            #expect(try await node1("sudo docker node inspect -f '{{index .Spec.Labels \"vm-capable\"}}' \(runnerNode)") == "true\n",
+                    "the runner goes to a vm-capable node")
+            func on(_ node: String, _ cmd: String) async throws -> String {
+                let r = try await VMFixture.vmctl(["cluster", "ssh", "--name", name, node, "--", cmd])
+                return r.out
+            }
+            #expect(try await on(runnerNode, "pgrep -c -f -- '[-]name vmrunner-case01'") == "1\n", "the runner's QEMU runs on \(runnerNode)")
+            let test1 = try await VMFixture.vmctl(["swarm", "case01", "test", "--name", name])
+            #expect(test1.status == 0 && test1.out.contains(" 0 failed"), "\(test1.out)\(test1.err)")
+            #expect(test1.out.contains("pass  case01_vm-runner (\(runnerNode)): SSH from inside the runner to its guest at 127.0.0.1:2222")
+                    && test1.out.contains("pass  case01_vm-runner: the guest's MAC is the deterministic 52:54:00:a0:01:01")
+                    && test1.out.contains("pass  case01_web-a"), "\(test1.out)")
+            let list1 = try await VMFixture.vmctl(["swarm", "case01", "exec-list", "--name", name, "--json"])
+            let cs1 = try JSONDecoder().decode([SwarmManager.Container].self, from: Data(list1.out.utf8))
+            #expect(cs1.map(\.service) == ["case01_vm-runner", "case01_web-a", "case01_web-b"], "\(cs1)")
+            if let runner = cs1.first(where: { $0.service == "case01_vm-runner" }) {
+                let who = try await VMFixture.vmctl(["swarm", "case01", "exec", runner.container, "--name", name, "--", "id", "-u"])
+                #expect(who.out == "65534\n", "the runner runs as nobody: \(who.out)\(who.err)")
+            }
+            let down1 = try await VMFixture.vmctl(["swarm", "case01", "down", "--name", name])
+            #expect(down1.status == 0, "\(down1.err)")
+            for n in ["node1", "node2", "node3"] {
+                #expect(try await on(n, "sudo docker ps -aq | wc -l") == "0\n", "\(n) still has containers")
+                #expect(try await on(n, "pgrep -c -x qemu-system-x86 || true") == "0\n", "\(n) still runs a QEMU")
+            }
+            #expect(try await node1("sudo docker stack ls -q | wc -l") == "0\n")
         }
     }
 }
