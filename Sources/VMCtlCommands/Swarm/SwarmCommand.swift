@@ -17,6 +17,9 @@ struct SwarmCommand: AsyncParsableCommand {
               vmctl swarm case00 exec NAME     a shell in that container, on whichever node runs it
               vmctl swarm case00 exec NAME -- cat /etc/hostname
               vmctl swarm case00 down          the stack goes, the swarm stays
+              vmctl swarm case01 up            case00's services plus a VM runner (QEMU in a container, its guest's SSH at 127.0.0.1:2222 inside it)
+              vmctl swarm case01 test          case00's checks, then SSH from inside the runner to its guest with /var/lib/vmrunner/keys/id_ed25519
+              vmctl swarm case02 up --iso WIN.iso --virtio-iso virtio-win.iso     Windows in a runner (media you provide)
             """,
         subcommands: [SwarmInit.self, SwarmCase.self],
         defaultSubcommand: SwarmCase.self)
