@@ -164,6 +164,19 @@ public struct SwarmManager: Sendable {
         if !imported.isEmpty { events("\(node): \(imported.trimmingCharacters(in: .whitespacesAndNewlines))") }
     }
 
+    /// What a node keeps beside the runner's guest: QEMU itself, Docker, the node's own system.
+    public static let runnerOverheadMiB = 512
+
+    /// The runner's guest memory in MiB: RUNNER_MEMORY, else the case's default (192M for the
+    /// Linux guest, 4G for Windows), as QEMU's `-m` reads it.
+    public static func runnerMemoryMiB(_ c: Case, environment: [String: String]) throws -> Int {
+        let text = environment["RUNNER_MEMORY"].flatMap { $0.isEmpty ? nil : $0 } ?? (c == .case02 ? "4G" : "192M")
+        guard let bytes = ByteSize.parse(text), bytes >= 64 << 20, bytes <= 1 << 40 else {
+            throw VMCtlError.usage("RUNNER_MEMORY '\(text)' is not a size from 64M up, like 192M or 4G")
+        }
+        return Int(bytes >> 20)
+    }
+
     /// Windows media for case02: both files must be readable before anything happens.
     public struct WindowsMedia: Sendable {
         public var iso: String
@@ -225,6 +238,15 @@ public struct SwarmManager: Sendable {
             p = placed
         }
         if let runner = c.runner, let node = p.services[runner] {
+            // The guest must fit in the node beside QEMU and Docker: refused before anything is deployed.
+            let want = try Self.runnerMemoryMiB(c, environment: ProcessInfo.processInfo.environment)
+            let total = Int(try await run(s, "awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo", on: node)
+                .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            if want + Self.runnerOverheadMiB > total {
+                throw VMCtlError(.hostMemory, message: "\(runner)'s guest asks for \(want) MiB (RUNNER_MEMORY) but \(node) has \(total) MiB in all "
+                                 + "(\(Self.runnerOverheadMiB) MiB go to QEMU and Docker): give RUNNER_MEMORY less, or make the swarm with "
+                                 + "bigger nodes (`vmctl swarm init --name NAME --memory 8G`); nothing was deployed")
+            }
             try await prepareRunner(s, on: node, events: events)
             if let media { try await copyMedia(s, media, to: node, events: events) }
         }

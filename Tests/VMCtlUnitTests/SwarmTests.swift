@@ -59,6 +59,16 @@ struct SwarmTests {
         }
     }
 
+    @Test("the runner's memory: RUNNER_MEMORY or the case's default; nonsense refused")
+    func runnerMemory() throws {
+        #expect(try SwarmManager.runnerMemoryMiB(.case01, environment: [:]) == 192)
+        #expect(try SwarmManager.runnerMemoryMiB(.case02, environment: [:]) == 4096)
+        #expect(try SwarmManager.runnerMemoryMiB(.case02, environment: ["RUNNER_MEMORY": "512M"]) == 512)
+        for bad in ["lots", "0", "1M", "-4G"] {
+            #expect(throws: VMCtlError.self) { try SwarmManager.runnerMemoryMiB(.case01, environment: ["RUNNER_MEMORY": bad]) }
+        }
+    }
+
     @Test("case02's media: both named when missing, from flags or WINDOWS_ISO/VIRTIO_ISO, exit 2")
     func windowsMedia() throws {
         #expect { try SwarmManager.WindowsMedia.resolve(iso: nil, virtioISO: nil, environment: [:]) } throws: {

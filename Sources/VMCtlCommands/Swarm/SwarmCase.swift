@@ -55,6 +55,7 @@ struct SwarmCase: AsyncParsableCommand {
             // case02's media are checked before anything is made or deployed.
             let media = c == .case02 ? try SwarmManager.WindowsMedia.resolve(iso: iso, virtioISO: virtioIso,
                                                                               environment: ProcessInfo.processInfo.environment) : nil
+            if c.runner != nil { _ = try SwarmManager.runnerMemoryMiB(c, environment: ProcessInfo.processInfo.environment) }
             if ClusterRegistry(state: m.clusters.state).load(swarm.name) == nil {
                 say("no swarm called \(swarm.name) yet: `vmctl swarm init` first")
                 try await SwarmInit.ensure(name: swarm.name, nodes: 3, memory: "2G", timeout: TimeLimit(seconds: 900), global: global)
