@@ -140,7 +140,6 @@ public struct SwarmManager: Sendable {
     /// Where the swarm's runner key lives on the host (made once per swarm) and on every node.
     public var runnerKey: KeyPair { KeyPair(privateKeyPath: "\(ClusterPaths(state: clusters.state, name: name).directory)/vmrunner_ed25519") }
     public static let nodeKeyDirectory = "/var/lib/vmrunner/keys"
-    public static let runnerImage = "vmctl/vmrunner:1"
 
     /// The runner's key on every node (`/var/lib/vmrunner/keys/id_ed25519`, 0600, and `.pub`),
     /// made for this swarm on first use; and the runner image on `node`, imported from the
@@ -153,11 +152,13 @@ public struct SwarmManager: Sendable {
         }
         let priv = Data(try key.privateKey().utf8), pub = Data((try key.publicKeyLine() + "\n").utf8)
         let dir = Self.nodeKeyDirectory
-        for plan in try clusters.select(s, []) {
-            try await run(s, "sudo install -d -m 0755 \(dir) && sudo install -m 0600 /dev/stdin \(dir)/id_ed25519.new "
-                          + "&& sudo mv \(dir)/id_ed25519.new \(dir)/id_ed25519", on: plan.name, input: priv)
-            try await run(s, "sudo install -m 0644 /dev/stdin \(dir)/id_ed25519.pub.new && sudo mv \(dir)/id_ed25519.pub.new \(dir)/id_ed25519.pub",
-                          on: plan.name, input: pub)
+        let all = try clusters.select(s, [])
+        for (file, mode, data) in [("id_ed25519", "0600", priv), ("id_ed25519.pub", "0644", pub)] {
+            // Every node at once; each file written beside and renamed into place.
+            let cmd = "sudo install -d -m 0755 \(dir) && sudo install -m \(mode) /dev/stdin \(dir)/\(file).new && sudo mv \(dir)/\(file).new \(dir)/\(file)"
+            for r in await clusters.exec(s, nodes: all, command: cmd, input: data, timeout: .seconds(120)) where r.error != nil || r.status != 0 {
+                throw VMCtlError("\(r.node): cannot install the runner key at \(dir)/\(file): \(r.error.map { "\($0)" } ?? r.stderr)")
+            }
         }
         events("runner key installed on every node at \(dir)/id_ed25519 (mounted at /vm/keys)")
         let imported = try await run(s, "sudo /usr/local/lib/vmctl-runner/import", on: node, timeout: .seconds(600))
@@ -266,12 +267,17 @@ public struct SwarmManager: Sendable {
         return p
     }
 
-    /// The runner container's log on its node.
-    func runnerLog(_ s: ClusterState, _ c: Case, runner: String) async throws -> (Container, String) {
+    /// The case's running runner container.
+    func runnerContainer(_ c: Case, runner: String) async throws -> Container {
         guard let x = try await containers(c).first(where: { $0.service == "\(c.rawValue)_\(runner)" }) else {
             throw VMCtlError(.notFound, message: "\(c.rawValue): no running \(runner) container")
         }
-        return (x, try await run(s, "sudo docker logs \(x.container) 2>&1 | tail -n 400", on: x.node))
+        return x
+    }
+
+    /// A container's log (the runner's: its own lines and its guest's serial console), on its node.
+    func log(_ s: ClusterState, of x: Container) async throws -> String {
+        try await run(s, "sudo docker logs \(x.container) 2>&1 | tail -n 400", on: x.node)
     }
 
     /// Waits until the runner's guest says its SSH server runs (its serial console, in the
@@ -280,16 +286,21 @@ public struct SwarmManager: Sendable {
         let start = ContinuousClock.now
         var said = false
         var log = ""
+        var x = try await runnerContainer(c, runner: runner)
         while ContinuousClock.now - start < timeout {
-            let (x, text) = try await runnerLog(s, c, runner: runner)
-            log = text
-            if !said, let accel = text.split(separator: "\n").first(where: { $0.hasPrefix("vmrunner: accel") }) {
-                events("\(runner) on \(x.node): \(accel.dropFirst("vmrunner: ".count))")
-                said = true
-            }
-            if text.contains("vmrunner-guest: ssh ready") {
-                events(String(format: "%@: its guest answers SSH (booted in %.0f s)", runner, (ContinuousClock.now - start).secondsDouble))
-                return
+            if let text = try? await self.log(s, of: x) {
+                log = text
+                if !said, let accel = text.split(separator: "\n").first(where: { $0.hasPrefix("vmrunner: accel") }) {
+                    events("\(runner) on \(x.node): \(accel.dropFirst("vmrunner: ".count))")
+                    said = true
+                }
+                if text.contains("vmrunner-guest: ssh ready") {
+                    events(String(format: "%@: its guest answers SSH (booted in %.0f s)", runner, (ContinuousClock.now - start).secondsDouble))
+                    return
+                }
+            } else {
+                // Found once; again only when its log cannot be read (Swarm replaced the container).
+                x = try await runnerContainer(c, runner: runner)
             }
             try await Task.sleep(for: .seconds(5))
         }
@@ -427,7 +438,7 @@ public struct SwarmManager: Sendable {
     /// from the line the runner printed before it booted the guest; the guest is the runner's
     /// own (its hostname, kernel command line and deterministic MAC) running the node's kernel.
     func guestChecks(_ s: ClusterState, _ c: Case, _ x: Container) async throws -> [Check] {
-        let (_, log) = try await runnerLog(s, c, runner: c.runner!)
+        let log = try await self.log(s, of: x)
         guard let line = log.split(separator: "\n").first(where: { $0.hasPrefix("vmrunner: guest host key ssh-ed25519 ") }) else {
             return [Check(name: "\(x.service): the runner printed its guest's host key", passed: false, detail: String(log.suffix(400)))]
         }

@@ -79,8 +79,8 @@ struct SwarmTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("media-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        FileManager.default.createFile(atPath: "\(dir)/w.iso", contents: Data("x".utf8))
-        FileManager.default.createFile(atPath: "\(dir)/v.iso", contents: Data("y".utf8))
+        _ = FileManager.default.createFile(atPath: "\(dir)/w.iso", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: "\(dir)/v.iso", contents: Data("y".utf8))
         #expect { try SwarmManager.WindowsMedia.resolve(iso: "\(dir)/w.iso", virtioISO: dir, environment: [:]) } throws: {
             "\($0)".contains("\(dir) is not a readable file") && !"\($0)".contains("WINDOWS_ISO")
         }
