@@ -295,7 +295,7 @@ public struct SwarmManager: Sendable {
                     said = true
                 }
                 if text.contains("vmrunner-guest: ssh ready") {
-                    events(String(format: "%@: its guest answers SSH (booted in %.0f s)", runner, (ContinuousClock.now - start).secondsDouble))
+                    events(String(format: "%@: its guest answers SSH (%.0f s after its task was running)", runner, (ContinuousClock.now - start).secondsDouble))
                     return
                 }
             } else {
