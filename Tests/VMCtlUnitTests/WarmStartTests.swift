@@ -55,16 +55,17 @@ struct WarmStartTests {
                      hostKey: .init(privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc'\"$x\n-----END OPENSSH PRIVATE KEY-----\n",
                                     publicKey: "ssh-ed25519 AAAAhost node2 host key"),
                      etcHosts: "127.0.0.1 localhost\n192.168.76.12 node2\n",
-                     nics: [(templateMAC: "52:54:00:aa:00:02", mac: "52:54:00:bb:00:02", addresses: ["192.168.76.12/24"])],
+                     nics: [(templateMAC: "52:54:00:aa:00:01", mac: "52:54:00:aa:00:01", addresses: []),
+                            (templateMAC: "52:54:00:aa:00:02", mac: "52:54:00:bb:00:02", addresses: ["192.168.76.12/24"])],
                      now: 1_764_480_000.25, entropy: [UInt8](repeating: 7, count: 64))
     }
 
-    @Test("the identity: directives in order (RNG, clock, names, keys), paths and contents base64-encoded, then valid sh for the NIC and sshd")
+    @Test("the identity: directives only, in order (RNG, clock, names, keys, NICs, sshd), paths and contents base64-encoded")
     func identityScript() throws {
         let s = Self.identity().script()
         #expect(s.hasSuffix("\n\(WarmIdentity.endMarker)\n"))
         #expect(!s.contains("BEGIN OPENSSH"))  // keys travel base64-encoded, never quoted
-        #expect(!s.contains("systemctl unmask") && !s.contains("python3"))  // no systemd reload, no interpreter per clone
+        #expect(!s.contains("systemctl") && !s.contains("python3") && !s.contains(" ip "))  // no process per clone
         let lines = s.split(separator: "\n").map(String.init).dropLast()
         let directives = lines.filter { $0.hasPrefix("#vmctl-") }
         let kinds = directives.map { String($0.prefix { $0 != " " }) }
@@ -85,17 +86,16 @@ struct WarmStartTests {
         // The old host keys go before the new one is written; the hostname is set with its file.
         #expect(kinds.firstIndex(of: D.remove.rawValue)! < kinds.lastIndex(of: D.file.rawValue)!)
         #expect(kinds.contains(D.hostname.rawValue) && directives.contains("\(D.hostname.rawValue) node2"))
-        // The shell remainder: MAC before address before sshd, and it parses (sh -n).
-        let shell = lines.filter { !$0.hasPrefix("#vmctl-") }.joined(separator: "\n")
-        let order = ["address 52:54:00:bb:00:02", "addr replace 192.168.76.12/24", "systemctl start ssh.service"]
-        let positions = order.map { shell.range(of: $0)?.lowerBound }
-        #expect(positions.allSatisfy { $0 != nil }, "\(order)")
-        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-n", "-c", shell]
-        try p.run(); p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        // No shell: every line is a directive. The cluster NIC (MAC and address together)
+        // before sshd, sshd before the last word; the management NIC keeps its MAC.
+        #expect(lines.allSatisfy { $0.hasPrefix("#vmctl-") }, "\(lines)")
+        let nics = directives.filter { $0.hasPrefix(D.nic.rawValue + " ") }
+        #expect(nics.contains("\(D.nic.rawValue) 52:54:00:aa:00:02 52:54:00:bb:00:02 192.168.76.12/24"), "\(nics)")
+        #expect(nics.first == "\(D.nic.rawValue) 52:54:00:aa:00:01 52:54:00:aa:00:01 -")
+        #expect(kinds.lastIndex(of: D.nic.rawValue)! < kinds.firstIndex(of: D.sshd.rawValue)!)
+        #expect(kinds.lastIndex(of: D.file.rawValue)! < kinds.firstIndex(of: D.sshd.rawValue)!)
+        #expect(directives.contains("\(D.sshd.rawValue) ssh.service sshd.service"))
+        #expect(directives.last == "\(D.log.rawValue) applied node2")
         #expect(WarmIdentity.newMachineID().count == 32 && WarmIdentity.newMachineID() != WarmIdentity.newMachineID())
     }
 

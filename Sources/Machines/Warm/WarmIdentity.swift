@@ -3,8 +3,8 @@ import CloudInit
 
 /// What turns a clone restored from a warm snapshot into a distinct machine, before anyone
 /// can reach it: sent by vmctl over the clone's own virtio-serial port (it exists before the
-/// network does) as a shell script the template's agent runs as root, then prints the same
-/// readiness line a cold boot prints. Order matters: the clock and the RNG first (keys and
+/// network does) as directive lines the template's agent applies as root, then prints the
+/// same readiness line a cold boot prints. Order matters: the clock and the RNG first (keys and
 /// logs after them are dated and random), the cluster NIC's MAC before its address (the
 /// restored NIC carries the template's MAC), sshd last (only with the clone's own host key).
 public struct WarmIdentity: Sendable {
@@ -61,6 +61,14 @@ public struct WarmIdentity: Sendable {
         /// `#vmctl-file MODE OWNER BASE64(PATH) BASE64(CONTENT)`: written whole and renamed into
         /// place; a path starting `~/` is in OWNER's home.
         case file = "#vmctl-file"
+        /// `#vmctl-log TEXT`: said on the serial console (after `vmctl-identity`) and in the journal.
+        case log = "#vmctl-log"
+        /// `#vmctl-nic TEMPLATE-MAC MAC CIDR,CIDR|-`: the NIC that has the template's MAC gets
+        /// `MAC` (live, else down and up again), is brought up and given the addresses.
+        case nic = "#vmctl-nic"
+        /// `#vmctl-sshd UNIT…`: the first of these units systemd has is started; applied when
+        /// its start job is done (sshd is `Type=notify`: it listens).
+        case sshd = "#vmctl-sshd"
     }
 
     static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
@@ -70,8 +78,8 @@ public struct WarmIdentity: Sendable {
     }
 
     /// What vmctl sends, ending with `endMarker` on a line of its own: directives the agent
-    /// applies in order (RNG, clock, names, keys), then shell for the NICs and sshd. Every
-    /// name in it comes from vmctl's validated spec; paths and contents travel base64-encoded.
+    /// applies in order (RNG, clock, names, keys, the NICs, sshd), no shell. Every name in it
+    /// comes from vmctl's validated spec; paths and contents travel base64-encoded.
     /// The agent prints the ready line once all of it worked.
     public func script() -> String {
         var lines = [
@@ -86,29 +94,14 @@ public struct WarmIdentity: Sendable {
             Self.file("/etc/ssh/ssh_host_ed25519_key.pub", hostKey.publicKey + "\n", mode: "644"),
             Self.file("~/.ssh/authorized_keys", authorizedKeys.joined(separator: "\n") + "\n", mode: "600", owner: user),
             Self.file(Self.recordPath, "hostname=\(hostname) machine-id=\(machineID) applied=\(Int(now))\n", mode: "644"),
-            "set -u",
-            // On the serial console (vmctl's log of the node) and in the journal.
-            "say() { echo \"\(Self.appliedMarker) $*\" > /dev/ttyS0; logger -t \(Self.appliedMarker) \"$*\" 2>/dev/null; }",
-            "say rng reseeded with \(entropy.count) host bytes",
+            "\(Directive.log.rawValue) rng reseeded with \(entropy.count) host bytes",
         ]
-        for n in nics {
-            // Shell builtins only to find the NIC; one `ip` for all of its changes.
-            lines.append("dev=; for f in /sys/class/net/*/address; do read -r a < \"$f\"; [ \"$a\" = '\(n.templateMAC)' ] && { dev=${f%/address}; dev=${dev##*/}; break; }; done")
-            lines.append("[ -n \"$dev\" ] || { say failed: no NIC with MAC \(n.templateMAC); exit 1; }")
-            let addrs = n.addresses.map { "addr replace \($0) dev $dev" }
-            if n.mac != n.templateMAC {
-                // virtio-net changes its MAC live (it tells QEMU); otherwise down, change, up.
-                let live = (["link set dev $dev address \(n.mac)", "link set dev $dev up"] + addrs).joined(separator: "\\n")
-                let down = (["link set dev $dev down", "link set dev $dev address \(n.mac)", "link set dev $dev up"] + addrs).joined(separator: "\\n")
-                lines.append("printf \"\(live)\\n\" | ip -batch - 2>/dev/null || printf \"\(down)\\n\" | ip -batch -")
-            } else {
-                let up = (["link set dev $dev up"] + addrs).joined(separator: "\\n")
-                lines.append("printf \"\(up)\\n\" | ip -batch -")
-            }
+        lines += nics.map { n in
+            "\(Directive.nic.rawValue) \(n.templateMAC) \(n.mac) \(n.addresses.isEmpty ? "-" : n.addresses.joined(separator: ","))"
         }
         lines += [
-            "systemctl start ssh.service 2>/dev/null || systemctl start sshd.service",
-            "say applied \(hostname)",
+            "\(Directive.sshd.rawValue) ssh.service sshd.service",
+            "\(Directive.log.rawValue) applied \(hostname)",
         ]
         lines.append(Self.endMarker)
         return lines.joined(separator: "\n") + "\n"
