@@ -323,12 +323,19 @@ public enum WarmAgent {
 
     /// The template's preparation before it says it is idle: cloud-init finished, sshd stopped
     /// and no host key left, everything on disk, the page cache dropped (less to save, less for
-    /// every clone to load). Stopped, not masked: the boot is over, nothing starts sshd again,
+    /// every clone to load). Debian's sshd runs `sshd -t` before every start: the template
+    /// checks its config once (sshd ran with it at boot) and drops that step for its clones
+    /// with a runtime drop-in (in /run: gone at the next boot, which checks again). Stopped, not masked: the boot is over, nothing starts sshd again,
     /// and unmasking in every clone would cost two systemd reloads (seconds under TCG).
     static let prepare = """
         timeout 120 cloud-init status --wait >/dev/null 2>&1
         systemctl stop ssh.socket ssh.service sshd.service >/dev/null 2>&1
         rm -f /etc/ssh/ssh_host_*
+        if grep -qx 'ExecStartPre=/usr/sbin/sshd -t' /lib/systemd/system/ssh.service 2>/dev/null; then
+          mkdir -p /run/systemd/system/ssh.service.d
+          printf '[Service]\\nExecStartPre=\\n' > /run/systemd/system/ssh.service.d/vmctl-warm.conf
+          systemctl daemon-reload
+        fi
         sync; \(Readiness.returnFreePages)
         exec python3 \(path)
         """
