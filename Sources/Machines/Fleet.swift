@@ -6,22 +6,45 @@ import VMCtlSupport
 public struct Fleet<Member: Sendable>: Sendable {
     /// The members, each with the name its failures are reported under.
     public let members: [(name: String, member: Member)]
+    /// At most this many members work at once (nil: all of them); the others start, in
+    /// order, as soon as one finishes.
+    public var limit: Int?
 
-    public init(_ members: [(name: String, member: Member)]) { self.members = members }
+    public init(_ members: [(name: String, member: Member)], limit: Int? = nil) {
+        self.members = members
+        self.limit = limit
+    }
 
-    /// Runs `work` for every member at once and waits for all. Returns each member's result
-    /// by name when all succeed; otherwise throws a `FleetFailure` naming every member that
-    /// failed (the others ran to completion), or `CancellationError` when cancelled.
+    /// The same members, at most `n` at once (nil: all).
+    public func limited(to n: Int?) -> Fleet { Fleet(members, limit: n) }
+
+    /// Runs `work` for every member (all at once, or `limit` at a time) and waits for all.
+    /// Returns each member's result by name when all succeed; otherwise throws a
+    /// `FleetFailure` naming every member that failed (the others ran to completion), or
+    /// `CancellationError` when cancelled.
     @discardableResult
     public func run<T: Sendable>(_ work: @escaping @Sendable (String, Member) async throws -> T) async throws -> [String: T] {
+        let width = max(1, limit ?? members.count)
         let outcomes = await withTaskGroup(of: (String, Result<T, any Error>).self) { group in
-            for (name, member) in members {
+            var queue = members.makeIterator()
+            func startNext() -> Bool {
+                guard let (name, member) = queue.next() else { return false }
                 group.addTask {
-                    do { return (name, .success(try await work(name, member))) } catch { return (name, .failure(error)) }
+                    do {
+                        try Task.checkCancellation()
+                        return (name, .success(try await work(name, member)))
+                    } catch { return (name, .failure(error)) }
                 }
+                return true
+            }
+            for _ in 0..<width {
+                if !startNext() { break }
             }
             var out: [(String, Result<T, any Error>)] = []
-            for await o in group { out.append(o) }
+            for await o in group {
+                out.append(o)
+                _ = startNext()
+            }
             return out
         }
         try Task.checkCancellation()

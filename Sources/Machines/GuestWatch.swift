@@ -149,10 +149,14 @@ public struct BootStall: Error, CustomStringConvertible, Sendable {
 
         /// vmctl's default: userspace announces itself (`vmctl-booting`) within 240 s (60 s
         /// per node booting at once, when more), and the kernel is never silent for 90 s before
-        /// that. `VMCTL_BOOT_STALL` (seconds of silence; the limit is 3× it) tunes both, for
+        /// that, 90 s per host core's worth of nodes when more nodes than cores boot at once
+        /// (10 nodes on 2 cores each get a fifth of a core: a 20 s silence alone is 100 s
+        /// then). `VMCTL_BOOT_STALL` (seconds of silence; the limit is 3× it) tunes both, for
         /// tests and very loaded hosts.
-        public static func standard(nodes: Int = 1, environment: [String: String] = ProcessInfo.processInfo.environment) -> Policy {
-            let silence = environment["VMCTL_BOOT_STALL"].flatMap(Double.init).map { max($0, 1) } ?? 90
+        public static func standard(nodes: Int = 1, hostCores: Int = ProcessInfo.processInfo.activeProcessorCount,
+                                    environment: [String: String] = ProcessInfo.processInfo.environment) -> Policy {
+            let share = max(1, Double(nodes) / Double(max(hostCores, 1)))
+            let silence = environment["VMCTL_BOOT_STALL"].flatMap(Double.init).map { max($0, 1) } ?? (90 * share).rounded(.up)
             let limit = environment["VMCTL_BOOT_STALL"] == nil ? Double(max(240, 60 * nodes)) : silence * 3
             return Policy(until: Readiness.bootingMarker, silence: .milliseconds(Int(silence * 1000)),
                           limit: .milliseconds(Int(limit * 1000)))

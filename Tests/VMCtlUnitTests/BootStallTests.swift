@@ -53,9 +53,13 @@ struct BootStallTests {
 
     @Test("VMCTL_BOOT_STALL tunes the policy; the default limit grows with the nodes booting at once")
     func policy() {
-        let d = BootStall.Policy.standard(nodes: 3, environment: [:])
+        let d = BootStall.Policy.standard(nodes: 3, hostCores: 4, environment: [:])
         #expect(d.silence == .seconds(90) && d.limit == .seconds(240))
-        #expect(BootStall.Policy.standard(nodes: 10, environment: [:]).limit == .seconds(600))
+        // More nodes than cores: each boots slower, so its silences last longer.
+        let ten = BootStall.Policy.standard(nodes: 10, hostCores: 2, environment: [:])
+        #expect(ten.limit == .seconds(600) && ten.silence == .seconds(450))
+        #expect(BootStall.Policy.standard(nodes: 3, hostCores: 2, environment: [:]).silence == .seconds(135))
+        #expect(BootStall.Policy.standard(nodes: 1, hostCores: 2, environment: [:]).silence == .seconds(90))
         let t = BootStall.Policy.standard(nodes: 3, environment: ["VMCTL_BOOT_STALL": "20"])
         #expect(t.silence == .seconds(20) && t.limit == .seconds(60))
     }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Libvirt
+@testable import Clusters
 @testable import Machines
 @testable import SSH
 @testable import VMCtlSupport
@@ -47,6 +48,30 @@ struct MachineLayerTests {
         #expect(results.count == 5)
         #expect(results["node3"] == "node3 ready")
         #expect(finished.all.count == 5)
+    }
+
+    @Test("a fleet with a limit never runs more members at once, starts the next as one finishes, and still reports every failure")
+    func limited() async throws {
+        let running = Mutex((now: 0, most: 0, order: [String]()))
+        let fleet = Fleet((1...7).map { ("node\($0)", $0) }, limit: 2)
+        do {
+            try await fleet.run { name, n in
+                running.withLock { $0.now += 1; $0.most = max($0.most, $0.now); $0.order.append(name) }
+                try? await Task.sleep(for: .milliseconds(20 * (n % 3 + 1)))
+                running.withLock { $0.now -= 1 }
+                if n == 4 { throw VMCtlError(.nodeFailed, message: "node4 broke") }
+                return n
+            }
+            Issue.record("the fleet succeeded with a member that failed")
+        } catch let f as FleetFailure {
+            #expect(f.failures.map(\.name) == ["node4"] && f.total == 7)
+        }
+        let r = running.withLock { $0 }
+        #expect(r.most == 2 && r.now == 0)
+        #expect(r.order == (1...7).map { "node\($0)" })  // in order, all of them
+        #expect(ClusterManager.bootWidth(.tcg, nodes: 10, hostCores: 2) == 2)
+        #expect(ClusterManager.bootWidth(.tcg, nodes: 1, hostCores: 2) == 1)
+        #expect(ClusterManager.bootWidth(.kvm, nodes: 10, hostCores: 2) == 10)
     }
 
     @Test("one member timing out: the others still finish, and the failure names it with its reason")
