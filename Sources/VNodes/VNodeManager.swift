@@ -204,11 +204,24 @@ public struct VNodeManager: Sendable {
     }
 
     /// Waits over SSH (pinned key) until cloud-init has finished; returns a note when it
-    /// finished with errors.
+    /// finished with errors. A connection that fails before the command runs is tried again:
+    /// cloud-init's later stages may restart sshd (a cloud image's own `set_passwords` does),
+    /// and a connection made just then gets no banner. A wrong host key or a refused login
+    /// is never retried.
     static func waitCloudInit(_ m: Machine, _ target: SSHTarget, deadline: ContinuousClock.Instant) async throws -> String? {
-        let left = deadline - ContinuousClock.now
-        guard left > .zero else { throw NodeFailure(node: m.spec.hostname, reason: "timed out before cloud-init finished", serialTail: "", code: .nodeTimeout) }
-        let r = try await SSHSession.run(target, "cloud-init status --wait >/dev/null 2>&1; cloud-init status", timeout: left)
+        var r: ExecResult?
+        var attempt = 0
+        while r == nil {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw NodeFailure(node: m.spec.hostname, reason: "timed out before cloud-init finished", serialTail: "", code: .nodeTimeout) }
+            do {
+                r = try await SSHSession.run(target, "cloud-init status --wait >/dev/null 2>&1; cloud-init status", timeout: left)
+            } catch let e as SSHError where (e.kind == .connect || e.kind == .protocolError) && attempt < 10 {
+                attempt += 1
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        guard let r else { return nil }
         let status = r.stdout.split(separator: "\n").first { $0.hasPrefix("status:") }.map { $0.dropFirst(7).trimmingCharacters(in: .whitespaces) }
         switch status {
         case "done"?: return nil
