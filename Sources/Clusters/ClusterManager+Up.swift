@@ -149,11 +149,10 @@ extension ClusterManager {
             events(.note("booting \(width) node(s) at a time (TCG: one per host core; more at once only slows every boot), "
                          + "the others start as each is up", elapsed: elapsed()))
         }
-        let count = width
         try await runNodes(fleet(s, plans, connection: connection, image: image).limited(to: width), writer: writer,
                            elapsed: elapsed, events: events) { name, member in
             let (plan, machine) = member
-            try await machine.ensure(deadline: deadline, stall: .standard(nodes: count), onReset: { e in
+            try await machine.ensure(deadline: deadline, stall: .standard(nodes: width), onReset: { e in
                 let report = FailureReport.writeReset(state: state, cluster: s.name, node: plan,
                                                       embeddedRoot: s.embeddedRoot, evidence: e)
                 events(.note("\(e.stall); QEMU \(e.qemuStatus.replacingOccurrences(of: "VM status: ", with: "")), \(e.cpuSummary); "
@@ -178,8 +177,9 @@ extension ClusterManager {
         accel == .tcg ? min(nodes, max(1, hostCores)) : nodes
     }
 
-    /// Runs `body` for every node of `fleet` at once (or as many at a time as its limit). A node whose body fails is recorded and
-    /// shown as failed (not when cancelled); one error then names every node that failed.
+    /// Runs `body` for every node of `fleet` at once (or as many at a time as its limit). A
+    /// node whose body fails is recorded and shown as failed (not when cancelled); one error
+    /// then names every node that failed.
     func runNodes(_ fleet: Fleet<(NodePlan, Machine)>, writer: StateWriter, elapsed: @escaping @Sendable () -> Double,
                   events: @escaping ClusterEventSink,
                   _ body: @escaping @Sendable (String, (NodePlan, Machine)) async throws -> Void) async throws {

@@ -209,19 +209,19 @@ public struct VNodeManager: Sendable {
     /// and a connection made just then gets no banner. A wrong host key or a refused login
     /// is never retried.
     static func waitCloudInit(_ m: Machine, _ target: SSHTarget, deadline: ContinuousClock.Instant) async throws -> String? {
-        var r: ExecResult?
         var attempt = 0
-        while r == nil {
+        let r: ExecResult
+        while true {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { throw NodeFailure(node: m.spec.hostname, reason: "timed out before cloud-init finished", serialTail: "", code: .nodeTimeout) }
             do {
                 r = try await SSHSession.run(target, "cloud-init status --wait >/dev/null 2>&1; cloud-init status", timeout: left)
+                break
             } catch let e as SSHError where (e.kind == .connect || e.kind == .protocolError) && attempt < 10 {
                 attempt += 1
                 try await Task.sleep(for: .seconds(1))
             }
         }
-        guard let r else { return nil }
         let status = r.stdout.split(separator: "\n").first { $0.hasPrefix("status:") }.map { $0.dropFirst(7).trimmingCharacters(in: .whitespaces) }
         switch status {
         case "done"?: return nil
