@@ -19,6 +19,8 @@ let package = Package(
 
         // Runs blocking C calls on threads of their own, never on the cooperative pool.
         .target(name: "Blocking"),
+        // Host calls Swift cannot make (variadic C), a few lines of C.
+        .target(name: "CHost"),
         // Swift handles over libvirt and domain XML from typed values. Knows nothing of clusters.
         .target(name: "Libvirt", dependencies: ["CLibvirt", "Blocking"]),
         // libssh2 sessions, exec, strict host-key pinning. Knows nothing of clusters.
@@ -38,7 +40,7 @@ let package = Package(
         // One virtual machine and its lifecycle over libvirt: hypervisor target, launch, readiness,
         // serial logs, the private L2 switch, the acceleration probe.
         .target(name: "Machines", dependencies: [
-            "VMCtlSupport", "Images", "Libvirt", "SSH", "CloudInit", "Blocking",
+            "VMCtlSupport", "Images", "Libvirt", "SSH", "CloudInit", "Blocking", "CHost",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // N-node clusters over machines: spec, state, allocation, bootstrap, checks.

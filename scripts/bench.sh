@@ -162,9 +162,9 @@ DENSROWS=""
 if [ "${DENSITY:-1}" = 1 ]; then
   log "density: host memory per idle node (cold and warm, levers off and on)"
   export VMCTL
-  DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon)" 3 cold)"$'\n'
+  DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 VMCTL_THP=1 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon, host's huge pages)" 3 cold)"$'\n'
   DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 cold)"$'\n'
-  DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon)" 3 warm)"$'\n'
+  DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 VMCTL_THP=1 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon, host's huge pages)" 3 warm)"$'\n'
   DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 warm)"$'\n'
 fi
 

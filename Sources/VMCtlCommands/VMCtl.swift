@@ -14,6 +14,7 @@ public enum VMCtl {
         // Everything vmctl creates is private unless it says otherwise (FileAccess); image
         // builds give their children the usual 022 back.
         umask(0o077)
+        MemoryLevers.disableHugePagesForChildren()
         StateDir.onLogsReady { LibvirtEventLoop.setLogFile("\($0)/libvirt.log") }
         StateDir.resolve().useLogIfPresent()
         let args = Array(CommandLine.arguments.dropFirst())

@@ -134,13 +134,27 @@ struct ReadinessTests {
         #expect(script.contains("vmctl-ready $(hostname)") && script.contains("addrs=$addrs"))
     }
 
-    @Test("the poller is valid POSIX sh")
-    func pollerParses() throws {
+    @Test("the poller is valid POSIX sh, with and without the give-back", arguments: [false, true])
+    func pollerParses(dropCaches: Bool) throws {
+        let script = Readiness.pollerScript(user: "vmctl", dropCaches: dropCaches)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-n", "-c", Readiness.pollerScript(user: "vmctl")]
+        p.arguments = ["-n", "-c", script]
         try p.run()
         p.waitUntilExit()
         #expect(p.terminationStatus == 0)
+        // The give-back comes after the ready line and cloud-init's end: every free page is
+        // reported (order 0) while the caches are dropped, then reporting goes back to 128 KiB.
+        let ready = try #require(script.range(of: "vmctl-ready $(hostname)"))
+        if dropCaches {
+            let finished = try #require(script.range(of: "/var/lib/cloud/instance/boot-finished"))
+            let order0 = try #require(script.range(of: "echo 0 > \(Readiness.reportingOrder)"))
+            let drop = try #require(script.range(of: "echo 3 > /proc/sys/vm/drop_caches"))
+            let order5 = try #require(script.range(of: "echo 5 > \(Readiness.reportingOrder)"))
+            #expect(ready.upperBound < finished.lowerBound && finished.upperBound < order0.lowerBound)
+            #expect(order0.upperBound < drop.lowerBound && drop.upperBound < order5.lowerBound)
+        } else {
+            #expect(!script.contains("drop_caches") && !script.contains("page_reporting"))
+        }
     }
 }

@@ -336,7 +336,7 @@ public enum WarmAgent {
           printf '[Service]\\nExecStartPre=\\n' > /run/systemd/system/ssh.service.d/vmctl-warm.conf
           systemctl daemon-reload
         fi
-        sync; \(Readiness.returnFreePages)
+        sync; \(Readiness.returnFreePages())
         exec python3 \(path)
         """
 

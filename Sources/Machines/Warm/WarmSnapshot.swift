@@ -9,7 +9,7 @@ import VMCtlSupport
 /// host key, no login key, no cluster address, sshd stopped.
 public struct WarmSnapshot: Sendable {
     /// Bumped when the template's agent or the identity script change incompatibly.
-    public static let protocolVersion = 4
+    public static let protocolVersion = 5
 
     /// What a snapshot is only valid for: a clone restores exactly this image, shape, machine
     /// type and QEMU/libvirt pair, with this identity protocol.
