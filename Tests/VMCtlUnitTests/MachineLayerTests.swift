@@ -72,6 +72,9 @@ struct MachineLayerTests {
         #expect(ClusterManager.bootWidth(.tcg, nodes: 10, hostCores: 2) == 2)
         #expect(ClusterManager.bootWidth(.tcg, nodes: 1, hostCores: 2) == 1)
         #expect(ClusterManager.bootWidth(.kvm, nodes: 10, hostCores: 2) == 10)
+        #expect(ClusterManager.restoreWidth(.tcg, nodes: 10, hostCores: 2) == 4)
+        #expect(ClusterManager.restoreWidth(.tcg, nodes: 3, hostCores: 2) == 3)
+        #expect(ClusterManager.restoreWidth(.kvm, nodes: 10, hostCores: 2) == 10)
     }
 
     @Test("one member timing out: the others still finish, and the failure names it with its reason")
