@@ -7,7 +7,7 @@ PREREQS := .build/.prereqs-ok
 ANSIBLE := .build/ansible/bin/ansible-playbook
 
 .PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
-        vm-status vm-info vm-stop vm-start vm-clean usb bench soak doctor install uninstall clean
+        vm-status vm-info vm-stop vm-start vm-clean usb bench soak fit doctor install uninstall clean
 
 all: build
 
@@ -80,7 +80,7 @@ ifneq ($(filter %-exec,$(firstword $(MAKECMDGOALS))),)
   EXEC_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
   ifneq ($(EXEC_ARGS),)
     ifneq ($(filter $(EXEC_ARGS),$(SWARM_GOALS) all prereqs build image demo test test-unit test-vm test-vm-5 \
-            test-vm-integration vm-status vm-info vm-stop vm-start vm-clean usb bench soak doctor install uninstall clean),)
+            test-vm-integration vm-status vm-info vm-stop vm-start vm-clean usb bench soak fit doctor install uninstall clean),)
       $(error container name '$(EXEC_ARGS)' is also a make target: use CONTAINER=$(EXEC_ARGS) instead)
     endif
     CONTAINER ?= $(firstword $(EXEC_ARGS))
@@ -112,8 +112,13 @@ bench: image
 # Hung boots counted: NODES nodes booted in clusters of SIZE, resets and their evidence reported.
 NODES ?= 60
 SIZE  ?= 3
+MODE  ?= warm
 soak: build
 	NODES=$(NODES) SIZE=$(SIZE) bash scripts/boot-soak.sh
+
+# How many idle 2 GiB nodes this host holds, shown: NODES (60) in clusters of SIZE (3), MODE warm|cold.
+fit: build
+	NODES=$(NODES) SIZE=$(SIZE) MODE=$(MODE) bash scripts/fit.sh
 
 # Installation: the binary, bash/zsh/fish completions (from vmctl itself) and a man page (from
 # swift-argument-parser's generate-manual plugin). DESTDIR stages it (`make install DESTDIR=/tmp/inst`);

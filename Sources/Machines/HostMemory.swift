@@ -14,12 +14,16 @@ public enum HostMemory {
     /// What the host keeps free for itself and for vmctl's own work (image builds, libvirt).
     public static let reserveMiB = 1024
 
-    /// What the guest of an idle debian-12 node touches and keeps, measured in `make bench`
-    /// (MemAvailable drop per node, less the translation cache): the planning figure for a
-    /// node whose memory is larger. A node given less is planned at its full size.
-    public static let idleGuestMiB = 260
-    /// QEMU's own memory beside the guest's RAM and the translation cache.
-    public static let qemuOverheadMiB = 90
+    /// What the guest of an idle debian-12 node touches and keeps once its boot gave its free
+    /// pages back (Readiness.returnFreePages): 166 MiB of guest RAM resident 70 s after a cold
+    /// boot here, a warm clone's about its save (165–175 MiB). The planning figure for a node
+    /// whose memory is larger; a node given less is planned at its full size.
+    public static let idleGuestMiB = 170
+    /// QEMU's own memory beside the guest's RAM and the translation cache (69 MiB anonymous
+    /// in that cold node, plus its share of the binary and libraries). With the guest's and a
+    /// full 128 MiB translation cache: 378 MiB for a 2 GiB node, the MemAvailable drop per
+    /// idle node measured for `cluster up 3 --cold` (scripts/density.sh).
+    public static let qemuOverheadMiB = 80
 
     /// What one node of `memoryMiB` is planned to cost the host once booted and idle: its
     /// guest's resident memory (all of it without a balloon to give freed pages back), the
