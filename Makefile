@@ -112,13 +112,13 @@ bench: image
 # Hung boots counted: NODES nodes booted in clusters of SIZE, resets and their evidence reported.
 NODES ?= 60
 SIZE  ?= 3
-MODE  ?= warm
 soak: build
 	NODES=$(NODES) SIZE=$(SIZE) bash scripts/boot-soak.sh
 
-# How many idle 2 GiB nodes this host holds, shown: NODES (60) in clusters of SIZE (3), MODE warm|cold.
+# How many idle 2 GiB nodes this host holds, shown: NODES (60) in clusters of SIZE (3), FIT_MODE warm|cold.
+FIT_MODE ?= warm
 fit: build
-	NODES=$(NODES) SIZE=$(SIZE) MODE=$(MODE) bash scripts/fit.sh
+	NODES=$(NODES) SIZE=$(SIZE) FIT_MODE=$(FIT_MODE) bash scripts/fit.sh
 
 # Installation: the binary, bash/zsh/fish completions (from vmctl itself) and a man page (from
 # swift-argument-parser's generate-manual plugin). DESTDIR stages it (`make install DESTDIR=/tmp/inst`);

@@ -1,41 +1,51 @@
 #!/usr/bin/env bash
 # make fit: how many idle nodes this host holds, shown rather than estimated (issue: density).
-#   NODES=60 SIZE=3 MODE=warm|cold IMAGE=debian-12
-# Brings up NODES 2 GiB nodes in clusters of SIZE and keeps them all running; 60 s after the
-# last `up` it prints the host's MemAvailable drop per node and what `vmctl doctor` then says,
-# tries one more `cluster up` of SIZE*4 nodes (refused when the planner says they do not fit:
-# the message, and proof that nothing was created) and removes every cluster it made.
+#   NODES=60 SIZE=3 FIT_MODE=warm|cold IMAGE=debian-12
+# Brings up NODES 2 GiB nodes in clusters of SIZE and keeps them all running (stopping early,
+# and saying so, if vmctl's planner refuses a round); 60 s after the last `up` it prints the
+# host's MemAvailable drop per node and what `vmctl doctor` then says, tries one `cluster up`
+# of one node more than doctor says fit (it must be refused with nothing created) and removes
+# every cluster it made. Its clusters are named fit<PID>-N: it never touches another's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NODES=${NODES:-60}; SIZE=${SIZE:-3}; MODE=${MODE:-warm}; IMAGE=${IMAGE:-debian-12}
+NODES=${NODES:-60}; SIZE=${SIZE:-3}; MODE=${FIT_MODE:-warm}; IMAGE=${IMAGE:-debian-12}
+case "$MODE" in warm) flag=() ;; cold) flag=(--cold) ;; *) echo "FIT_MODE is warm or cold, not '$MODE'" >&2; exit 2 ;; esac
 VMCTL=${VMCTL:-$PWD/.build/debug/vmctl}
+P=fit$$
 rounds=$(( (NODES + SIZE - 1) / SIZE ))
-names=(fitmore)
-cleanup() { for n in "${names[@]}"; do "$VMCTL" cluster clean --name "$n" >/dev/null 2>&1 || true; done; }
+made=()
+cleanup() { for n in "${made[@]}"; do "$VMCTL" cluster clean --name "$n" >/dev/null 2>&1 || true; done; }
 trap cleanup EXIT
 avail() { awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo; }
 "$VMCTL" image build "$IMAGE" >&2
-flag=""; [ "$MODE" = cold ] && flag="--cold"
 [ "$MODE" = warm ] && "$VMCTL" image warm "$IMAGE" >&2
 sync; echo 3 > /proc/sys/vm/drop_caches; sleep 2
-a0=$(avail); t0=$(date +%s)
+a0=$(avail); t0=$(date +%s); up=0; stopped=""
 for i in $(seq 1 "$rounds"); do
-  names+=("fit$i")
-  "$VMCTL" cluster up "$SIZE" $flag --image "$IMAGE" --name "fit$i" >/dev/null
-  echo "fit$i: $((i * SIZE)) nodes up, $(avail) MiB available" >&2
+  # vmctl removes what a failed `up` made, so only an `up` that succeeded is ours to clean.
+  if out=$("$VMCTL" cluster up "$SIZE" "${flag[@]}" --image "$IMAGE" --name "$P-$i" 2>&1 >/dev/null); then
+    made+=("$P-$i"); up=$((up + SIZE))
+    echo "$P-$i: $up nodes up, $(avail) MiB available" >&2
+  else
+    stopped="round $i refused or failed: $out"; echo "$stopped" >&2; break
+  fi
 done
 t1=$(date +%s)
 sleep 60
-a1=$(avail); n=$((rounds * SIZE))
-running=$(pgrep -fc "guest=fit[0-9]+-node" || true)
+a1=$(avail)
+running=$(pgrep -fc "guest=$P-[0-9]+-node" || true)
 doctor=$("$VMCTL" doctor 2>&1 | grep -i "host memory" || true)
-more=$((SIZE * 4))
-refusal=$("$VMCTL" cluster up "$more" $flag --image "$IMAGE" --name fitmore 2>&1 >/dev/null || true)
-left=$("$VMCTL" cluster list 2>/dev/null | grep -c fitmore || true)
+fit=$(sed -n 's/.*about \([0-9]*\) idle.*/\1/p' <<<"$doctor")
+more=$(( ${fit:-0} + 1 ))
+if refusal=$("$VMCTL" cluster up "$more" "${flag[@]}" --image "$IMAGE" --name "$P-more" 2>&1 >/dev/null); then
+  made+=("$P-more"); refusal="ACCEPTED (doctor said $fit fit)"
+fi
+left=$("$VMCTL" cluster list 2>/dev/null | grep -c "$P-more" || true)
 echo
 echo "| nodes running ($MODE, 2 GiB each) | all up in | MemAvailable before / after | per node | still available |"
 echo "|---|---|---|---|---|"
-echo "| $running of $n | $((t1 - t0)) s | $a0 / $a1 MiB | $(( (a0 - a1) / n )) MiB | $a1 MiB |"
+echo "| $running of $NODES asked | $((t1 - t0)) s | $a0 / $a1 MiB | $(( (a0 - a1) / (up > 0 ? up : 1) )) MiB | $a1 MiB |"
 echo
+[ -n "$stopped" ] && echo "stopped early: $stopped"
 echo "doctor then: $doctor"
-echo "one more \`cluster up $more\`: ${refusal:-accepted} (clusters named fitmore afterwards: $left)"
+echo "one more \`cluster up $more\`: $refusal (clusters named $P-more afterwards: $left)"

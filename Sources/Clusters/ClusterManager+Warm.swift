@@ -99,7 +99,7 @@ extension ClusterManager {
         return spec
     }
 
-    /// Restores every node of `plans` from `snapshot` at once, gives each its identity and
+    /// Restores every node of `plans` from `snapshot` (`restoreWidth` at a time), gives each its identity and
     /// proves it ready as after a cold boot; names every node that failed.
     func restoreAll(_ plans: [NodePlan], from snapshot: WarmSnapshot, state s: ClusterState, connection: Connection, image: Image,
                     writer: StateWriter, deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
@@ -129,10 +129,11 @@ extension ClusterManager {
     }
 
     /// How many clones restore and take their identity at once. Under TCG each costs about
-    /// 2.8 s of CPU (restore, identity, sshd, the SSH check) whatever the order, so the cores
-    /// bound the total; two per core keeps them busy while one waits on I/O or SSH, with less
-    /// contention than all at once: warm `up 10` on 2 cores 16.6 s all at once, 15.9 s four
-    /// at a time (means of 4 and 7 runs). Under KVM all at once.
+    /// 2.8 s of QEMU CPU (restore, identity, sshd, the SSH check), so the cores bound the total
+    /// (ten on two cores: 14 s at best); two per core keeps both busy while a clone waits on
+    /// its stream or on SSH, and fewer QEMUs compete for the caches than with all at once. A
+    /// small gain, measured: warm `up 10` on 2 cores 16.6 s all at once (4 runs: 16.2–17.1 s),
+    /// 15.9 s four at a time (7 runs: 15.4–16.7 s). Under KVM all at once.
     static func restoreWidth(_ accel: DomainSpec.Accelerator, nodes: Int,
                              hostCores: Int = ProcessInfo.processInfo.activeProcessorCount) -> Int {
         accel == .tcg ? min(nodes, 2 * max(1, hostCores)) : nodes

@@ -24,8 +24,8 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
 
     /// Refuses nonsense before anything is created. `freeMemoryMiB` is what the host has
     /// available; nodes are planned at what they cost once idle (`HostMemory.perNodeMiB`),
-    /// under TCG unless `tcg` is false.
-    public func validate(freeMemoryMiB: Int?, tcg: Bool = true) throws {
+    /// under TCG unless `tcg` is false, with QEMU's guest RAM in huge pages if `hugePages`.
+    public func validate(freeMemoryMiB: Int?, tcg: Bool = true, hugePages: Bool = HostMemory.hugePagesKept) throws {
         guard nodes >= 1 else { throw VMCtlError.usage("a cluster needs at least 1 node (got \(nodes))") }
         guard nodes <= Self.maxNodes else {
             throw VMCtlError.usage("\(nodes) nodes is more than vmctl makes at once (max \(Self.maxNodes))")
@@ -34,8 +34,8 @@ public struct ClusterSpec: Codable, Sendable, Equatable {
         guard memoryMiB >= 256 else { throw VMCtlError.usage("--memory must be at least 256M (got \(memoryMiB) MiB)") }
         guard (3...4096).contains(diskGiB) else { throw VMCtlError.usage("--disk must be 3G…4T (got \(diskGiB) GiB)") }
         if let free = freeMemoryMiB {
-            let each = HostMemory.perNodeMiB(memoryMiB: memoryMiB, tcg: tcg)
-            let fit = HostMemory.fit(memoryMiB: memoryMiB, tcg: tcg, availableMiB: free)
+            let each = HostMemory.perNodeMiB(memoryMiB: memoryMiB, tcg: tcg, hugePages: hugePages)
+            let fit = HostMemory.fit(memoryMiB: memoryMiB, tcg: tcg, availableMiB: free, hugePages: hugePages)
             if nodes > fit {
                 throw VMCtlError(.hostMemory, message: "\(nodes) nodes of \(memoryMiB) MiB need about \(nodes * each) MiB of host memory "
                     + "(\(each) MiB each: guest, \(tcg ? "TCG translation cache, " : "")QEMU) and this host has \(free) MiB available "

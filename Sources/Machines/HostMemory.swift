@@ -19,6 +19,12 @@ public enum HostMemory {
     /// boot here, a warm clone's about its save (165–175 MiB). The planning figure for a node
     /// whose memory is larger; a node given less is planned at its full size.
     public static let idleGuestMiB = 170
+    /// The same guest where QEMU keeps the host's transparent huge pages (`VMCTL_THP=1`, or a
+    /// QEMU started by `qemu:///system`'s daemon): a touched 4 KiB page holds 2 MiB, and that
+    /// guest's RAM was 220–259 MiB resident.
+    public static let idleGuestHugePagesMiB = 260
+    /// Whether vmctl's own QEMUs keep the host's huge pages (`VMCTL_THP=1`).
+    public static var hugePagesKept: Bool { ProcessInfo.processInfo.environment["VMCTL_THP"] == "1" }
     /// QEMU's own memory beside the guest's RAM and the translation cache (69 MiB anonymous
     /// in that cold node, plus its share of the binary and libraries). With the guest's and a
     /// full 128 MiB translation cache: 378 MiB for a 2 GiB node, the MemAvailable drop per
@@ -28,15 +34,17 @@ public enum HostMemory {
     /// What one node of `memoryMiB` is planned to cost the host once booted and idle: its
     /// guest's resident memory (all of it without a balloon to give freed pages back), the
     /// translation cache under TCG, and QEMU itself.
-    public static func perNodeMiB(memoryMiB: Int, tcg: Bool, levers: MemoryLevers = .standard) -> Int {
-        let guest = levers.balloon ? min(memoryMiB, idleGuestMiB) : memoryMiB
+    public static func perNodeMiB(memoryMiB: Int, tcg: Bool, levers: MemoryLevers = .standard,
+                                  hugePages: Bool = hugePagesKept) -> Int {
+        let guest = levers.balloon ? min(memoryMiB, hugePages ? idleGuestHugePagesMiB : idleGuestMiB) : memoryMiB
         let tb = tcg ? (levers.tbCacheMiB ?? 1024) : 0
         return guest + tb + qemuOverheadMiB
     }
 
     /// How many nodes of `memoryMiB` fit in `availableMiB` beside the reserve.
-    public static func fit(memoryMiB: Int, tcg: Bool, availableMiB: Int, levers: MemoryLevers = .standard) -> Int {
-        max(0, (availableMiB - reserveMiB) / perNodeMiB(memoryMiB: memoryMiB, tcg: tcg, levers: levers))
+    public static func fit(memoryMiB: Int, tcg: Bool, availableMiB: Int, levers: MemoryLevers = .standard,
+                           hugePages: Bool = hugePagesKept) -> Int {
+        max(0, (availableMiB - reserveMiB) / perNodeMiB(memoryMiB: memoryMiB, tcg: tcg, levers: levers, hugePages: hugePages))
     }
 
     /// KSM (kernel same-page merging): nil where the kernel has none; else whether it runs and

@@ -140,7 +140,8 @@ public struct MemoryLevers: Sendable, Equatable, Codable {
     public var tbCacheMiB: Int?
     /// A virtio balloon with free page reporting (and `cluster set-memory`).
     public var balloon: Bool
-    /// The guest drops its boot's page cache once ready (with the balloon, those pages go back).
+    /// The guest gives back its boot's page cache and free pages once its boot is over
+    /// (Readiness.returnFreePages; with the balloon, those pages go back to the host).
     public var dropCaches: Bool
 
     public init(tbCacheMiB: Int?, balloon: Bool, dropCaches: Bool) {
@@ -148,7 +149,8 @@ public struct MemoryLevers: Sendable, Equatable, Codable {
     }
 
     /// vmctl's choice, measured in `make bench`; `VMCTL_TB_CACHE_MIB` (0: QEMU's default),
-    /// `VMCTL_BALLOON=0` and `VMCTL_DROP_CACHES=0` override it for measurements.
+    /// `VMCTL_BALLOON=0` and `VMCTL_DROP_CACHES=0` override it for measurements (and
+    /// `VMCTL_THP=1`, below).
     public static var standard: MemoryLevers {
         let env = ProcessInfo.processInfo.environment
         let tb = env["VMCTL_TB_CACHE_MIB"].flatMap(Int.init).map { $0 > 0 ? $0 : nil } ?? defaultTBCacheMiB

@@ -17,12 +17,15 @@ public enum Readiness {
     /// Printed by the poller when readiness never came: `vmctl-failed HOST: why`.
     public static let failedMarker = "vmctl-failed"
 
-    /// The poller: bounded (60 s), 0.2 s steps. sshd is `ssh.service` on Debian and Ubuntu,
+    /// The poller: bounded (60 s to readiness), 0.2 s steps. sshd is `ssh.service` on Debian and Ubuntu,
     /// `sshd.service` on Fedora; the host key must be the seed's (cloud-init removes the image's
     /// and writes the pinned one), the user's authorized_keys written, logins allowed, and a
     /// NIC addressed.
-    /// `dropCaches`: once ready, the guest drops the page cache its boot filled, so that with a
-    /// free-page-reporting balloon those pages go back to the host (issue: density).
+    /// `dropCaches`: once ready and once cloud-init's final stage is done (at most 120 s more),
+    /// the guest gives back what its boot left (below), so that with a free-page-reporting
+    /// balloon those pages go back to the host (issue: density). This comes after vmctl's SSH
+    /// check, so it may overlap a node's first commands: they then start with the page cache
+    /// empty (read again from the host's page cache, which holds the disk).
     ///
     /// The balloon reports free blocks of 2 MiB (order 9) by default, and a guest's free memory
     /// after a boot is mostly smaller pieces. Once, when the boot is over (cloud-init's final
@@ -30,10 +33,13 @@ public enum Readiness {
     /// (order 0), drops the page cache and slab caches the boot filled, and gives the balloon
     /// `giveBackSettle` seconds to hand them back; then it goes on reporting at order 5
     /// (128 KiB): a busy guest does not report every 4 KiB it frees. Measured on a cold 2 GiB
-    /// debian-12 node: the guest's resident RAM 220 MiB at order 5, 163 MiB after the order-0
-    /// pass (most of it within 5 s); a warm template's save 257 → 165 MiB.
+    /// debian-12 node: its guest RAM resident on the host stayed at 220 MiB after a drop at
+    /// order 5 and fell to 167 MiB within 5 s of a drop at order 0 (163 MiB two minutes later:
+    /// the kernel drains its free lists in passes, most in the first); a warm template's save
+    /// 257 → 165 MiB. A stop of the unit (TERM) does not cut the settle short, so the order
+    /// is always set back.
     public static func returnFreePages() -> String {
-        "echo 0 > \(reportingOrder) 2>/dev/null; echo 3 > /proc/sys/vm/drop_caches; sleep \(giveBackSettle); echo 5 > \(reportingOrder) 2>/dev/null"
+        "trap : TERM; echo 0 > \(reportingOrder) 2>/dev/null; echo 3 > /proc/sys/vm/drop_caches; sleep \(giveBackSettle); echo 5 > \(reportingOrder) 2>/dev/null"
     }
     public static let reportingOrder = "/sys/module/page_reporting/parameters/page_reporting_order"
     public static let giveBackSettle = 5
@@ -41,8 +47,8 @@ public enum Readiness {
     /// The poller's last step with `dropCaches`: waits (bounded, 2 s steps: each `sleep` is a
     /// process, costly under TCG) for cloud-init's final stage to finish, then gives back.
     static let afterBoot = """
-        i=0
-        while [ ! -e /var/lib/cloud/instance/boot-finished ] && [ $i -lt 60 ]; do sleep 2; i=$((i+1)); done
+        j=0
+        while [ ! -e /var/lib/cloud/instance/boot-finished ] && [ $j -lt 60 ]; do sleep 2; j=$((j+1)); done
         \(returnFreePages())
         """
 

@@ -24,7 +24,8 @@ extension WarmSnapshot {
             let mgmt = spec.networks.prefix(1).map(\.guestInterface)
             _ = try await machine.makeFiles(seed: { k in
                 WarmAgent.seed(name: spec.name, user: spec.login.user,
-                               hostKey: .init(privateKey: try k.privateKey(), publicKey: try k.publicKeyLine()), interfaces: mgmt)
+                               hostKey: .init(privateKey: try k.privateKey(), publicKey: try k.publicKeyLine()), interfaces: mgmt,
+                               giveBack: spec.memoryLevers.balloon && spec.memoryLevers.dropCaches)
             })
             try await connection.define(xml: try machine.domainSpec().xml()).close()
             let offset = try await machine.start()

@@ -322,12 +322,14 @@ public enum WarmAgent {
     }
 
     /// The template's preparation before it says it is idle: cloud-init finished, sshd stopped
-    /// and no host key left, everything on disk, the page cache dropped (less to save, less for
-    /// every clone to load). Debian's sshd runs `sshd -t` before every start: the template
+    /// and no host key left, everything on disk; with a balloon, its free pages given back
+    /// and its page cache dropped (Readiness.returnFreePages: every page the balloon gave back
+    /// is left out of the save, so less to save and less for every clone to load). Debian's sshd runs `sshd -t` before every start: the template
     /// checks its config once (sshd ran with it at boot) and drops that step for its clones
     /// with a runtime drop-in (in /run: gone at the next boot, which checks again). Stopped, not masked: the boot is over, nothing starts sshd again,
     /// and unmasking in every clone would cost two systemd reloads (seconds under TCG).
-    static let prepare = """
+    static func prepare(giveBack: Bool) -> String {
+        """
         timeout 120 cloud-init status --wait >/dev/null 2>&1
         systemctl stop ssh.socket ssh.service sshd.service >/dev/null 2>&1
         rm -f /etc/ssh/ssh_host_*
@@ -336,26 +338,28 @@ public enum WarmAgent {
           printf '[Service]\\nExecStartPre=\\n' > /run/systemd/system/ssh.service.d/vmctl-warm.conf
           systemctl daemon-reload
         fi
-        sync; \(Readiness.returnFreePages())
+        sync\(giveBack ? "; " + Readiness.returnFreePages() : "")
         exec python3 \(path)
         """
+    }
 
     /// The template's `bootcmd`: the usual early marker, then the preparation and the agent as
     /// a transient unit (cloud-init is not held up waiting for itself).
-    public static func bootcmd() -> [[String]] {
+    public static func bootcmd(giveBack: Bool) -> [[String]] {
         [Readiness.bootcmd(user: "root")[0],
          ["systemd-run", "--quiet", "--no-block", "--collect", "--unit=vmctl-warm-agent",
-          "--description=Wait for vmctl's warm-start identity", "/bin/sh", "-c", prepare]]
+          "--description=Wait for vmctl's warm-start identity", "/bin/sh", "-c", prepare(giveBack: giveBack)]]
     }
 
     /// The template's seed: no identity beyond a placeholder hostname and a host key that is
     /// deleted before the save; the login user exists with no key; only `interfaces` (the
     /// management NIC) are configured, the cluster NIC gets its address from each clone's identity.
+    /// `giveBack`: the template has a free-page-reporting balloon to give its free pages back through.
     public static func seed(name: String, user: String, hostKey: SeedConfig.HostKey,
-                            interfaces: [SeedConfig.Interface]) -> SeedConfig {
+                            interfaces: [SeedConfig.Interface], giveBack: Bool) -> SeedConfig {
         SeedConfig(instanceID: "\(name)-\(UUID().uuidString.prefix(8).lowercased())", hostname: "vmctl-warm",
                    user: .init(name: user, authorizedKeys: []), hostKey: hostKey, interfaces: interfaces,
                    files: [.init(path: path, content: python(), permissions: "0700")],
-                   bootcmd: bootcmd())
+                   bootcmd: bootcmd(giveBack: giveBack))
     }
 }
