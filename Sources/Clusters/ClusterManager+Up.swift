@@ -14,8 +14,7 @@ extension ClusterManager {
     public func up(_ spec: ClusterSpec, options: ClusterOptions, events: @escaping ClusterEventSink) async throws -> ClusterState {
         let name = options.name
         try Self.validateName(name)
-        // A shared libvirt's daemon starts QEMU with the host's huge pages, not vmctl's setting.
-        try spec.validate(freeMemoryMiB: HostMemory.availableMiB(), hugePages: options.connect != nil || HostMemory.hugePagesKept)
+        try spec.validate(freeMemoryMiB: HostMemory.availableMiB(), hugePages: HostMemory.hugePages(sharedLibvirt: options.connect != nil))
         if let warning = spec.cpuWarning(hostCores: ProcessInfo.processInfo.activeProcessorCount) {
             events(.note(warning, elapsed: 0))
         }

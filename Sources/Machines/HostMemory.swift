@@ -25,6 +25,9 @@ public enum HostMemory {
     public static let idleGuestHugePagesMiB = 260
     /// Whether vmctl's own QEMUs keep the host's huge pages (`VMCTL_THP=1`).
     public static var hugePagesKept: Bool { ProcessInfo.processInfo.environment["VMCTL_THP"] == "1" }
+    /// Whether a node's QEMU will have huge pages: a shared libvirt's daemon starts QEMU with
+    /// the host's setting, not vmctl's.
+    public static func hugePages(sharedLibvirt: Bool) -> Bool { sharedLibvirt || hugePagesKept }
     /// QEMU's own memory beside the guest's RAM and the translation cache (69 MiB anonymous
     /// in that cold node, plus its share of the binary and libraries). With the guest's and a
     /// full 128 MiB translation cache: 378 MiB for a 2 GiB node, the MemAvailable drop per

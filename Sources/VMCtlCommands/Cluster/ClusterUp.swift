@@ -70,9 +70,7 @@ struct ClusterUp: AsyncParsableCommand {
         let spec = ClusterSpec(nodes: nodes, image: image, cpus: cpus, memoryMiB: Int(mem >> 20), diskGiB: Int(dsk >> 30),
                                guestInternet: guestInternet)
         try ClusterManager.validateName(cluster.name)
-        // A shared libvirt's daemon starts QEMU with the host's huge pages, not vmctl's setting.
-        try spec.validate(freeMemoryMiB: HostMemory.availableMiB(),
-                          hugePages: global.connectURI != nil || HostMemory.hugePagesKept)
+        try spec.validate(freeMemoryMiB: HostMemory.availableMiB(), hugePages: HostMemory.hugePages(sharedLibvirt: global.connectURI != nil))
         try ImageStore.checkName(image)
         _ = try HypervisorTarget.resolve(connect: global.connectURI,
                                          defaultRoot: ClusterPaths(state: StateDir.resolve(), name: cluster.name).libvirtRoot)
