@@ -35,6 +35,7 @@ extension WarmSnapshot {
             let save = "\(spec.files.directory)/guest.save"
             do { try await d.save(to: save); d.close() } catch { d.close(); throw error }
             chmod(save, 0o600)
+            let (leftOut, unchanged) = leaveOutZeroPages(save, memoryMiB: spec.memoryMiB)
             try FileAccess.directory(final, qemu: true)
             try FileManager.default.moveItem(atPath: save, toPath: saveFile(final))
             try FileManager.default.moveItem(atPath: spec.files.disk, toPath: diskFile(final))
@@ -42,7 +43,8 @@ extension WarmSnapshot {
             try FileAccess.shareWithQemu(diskFile(final))
             let bytes = ((try? FileManager.default.attributesOfItem(atPath: saveFile(final)))?[.size] as? UInt64) ?? 0
             let meta = Meta(key: key, macs: spec.networks.map(\.mac), user: spec.login.user, madeAt: Date(),
-                            seconds: (ContinuousClock.now - began).secondsDouble, saveBytes: bytes)
+                            seconds: (ContinuousClock.now - began).secondsDouble, saveBytes: bytes,
+                            zeroPagesLeftOut: leftOut, streamUnchanged: unchanged)
             try AtomicFile.write(try JSONEncoder.iso.encode(meta), to: metaFile(final))
             try await machine.remove()
             return WarmSnapshot(directory: final, meta: meta)
@@ -50,6 +52,25 @@ extension WarmSnapshot {
             try? await machine.remove()
             try? FileManager.default.removeItem(atPath: final)
             throw error
+        }
+    }
+}
+
+extension WarmSnapshot {
+    /// Rewrites the save at `path` without the zero pages of guest RAM that every clone's
+    /// fresh RAM holds already (MigrationStream: 0.4 s less QEMU CPU per restore here). A
+    /// stream of a shape the rewrite does not know stays as libvirt wrote it, and says why.
+    static func leaveOutZeroPages(_ path: String, memoryMiB: Int) -> (leftOut: Int?, unchanged: String?) {
+        let lean = path + ".lean"
+        do {
+            let summary = try MigrationStream.leaveOutZeroPages(
+                from: path, to: lean, prefix: try SaveImage.read(path).streamOffset,
+                block: "pc.ram", blockBytes: UInt64(memoryMiB) << 20)
+            guard rename(lean, path) == 0 else { throw VMCtlError("cannot replace \(path): \(String(cString: strerror(errno)))") }
+            return (summary.zeroPagesLeftOut, nil)
+        } catch {
+            unlink(lean)
+            return (nil, "\(error)")
         }
     }
 }

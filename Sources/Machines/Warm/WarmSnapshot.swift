@@ -9,8 +9,9 @@ import VMCtlSupport
 /// host key, no login key, no cluster address, sshd stopped.
 public struct WarmSnapshot: Sendable {
     /// Bumped when the template's agent, its preparation or the identity script change: its
-    /// snapshots are then made again (5: free pages given back before the save, 257 → 165 MiB).
-    public static let protocolVersion = 5
+    /// snapshots are then made again (5: free pages given back before the save, 257 → 165 MiB;
+    /// 6: the save's stream without guest RAM's untouched zero pages, MigrationStream).
+    public static let protocolVersion = 6
 
     /// What a snapshot is only valid for: a clone restores exactly this image, shape, machine
     /// type and QEMU/libvirt pair, with this identity protocol.
@@ -59,6 +60,10 @@ public struct WarmSnapshot: Sendable {
         /// Seconds from defining the template to its save finishing.
         public var seconds: Double
         public var saveBytes: UInt64
+        /// Zero pages of guest RAM left out of the saved stream (nil: none, see `streamUnchanged`).
+        public var zeroPagesLeftOut: Int?
+        /// Why the saved stream is as libvirt wrote it, if it is.
+        public var streamUnchanged: String?
     }
 
     public let directory: String
