@@ -1,4 +1,5 @@
 import Blocking
+import CHost
 import CloudInit
 import Foundation
 import Libvirt
@@ -160,9 +161,24 @@ extension Machine {
                 done += w
             }
         }
+        // A 1 MiB pipe: QEMU and this writer wake each other 16 times less than with 64 KiB.
+        _ = vmctl_grow_pipe(out, 1 << 20)
         try header.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) }
+        // The stream's pages go from the page cache into the pipe without a copy through here
+        // (splice); copied only where splice cannot be used.
+        var from = Int64(offset)
+        while true {
+            let n = vmctl_splice_to_pipe(input, &from, out, 1 << 20)
+            if n > 0 { continue }
+            if n == 0 { return }
+            if errno == EINTR || errno == EAGAIN { continue }
+            guard errno == EINVAL || errno == ENOSYS else {
+                throw VMCtlError("restore stream cut off: \(String(cString: strerror(errno)))")
+            }
+            break
+        }
         var buf = [UInt8](repeating: 0, count: 1 << 20)
-        var at = off_t(offset)
+        var at = off_t(from)
         while true {
             let n = buf.withUnsafeMutableBytes { pread(input, $0.baseAddress!, $0.count, at) }
             if n < 0 && errno == EINTR { continue }
