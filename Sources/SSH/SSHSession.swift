@@ -273,7 +273,9 @@ public final class SSHSession: Sendable {
         // prints while it reads never stalls on a full window.
         var pendingIn = [CChar](repeating: 0, count: 32 * 1024)
         var inStart = 0, inEnd = 0
-        var inputDone = input == nil, eofSent = input == nil
+        // Without input the command's stdin still ends at once (as `ssh -n` does): a command
+        // that reads it gets end-of-file, not a wait until the timeout.
+        var inputDone = input == nil, eofSent = false
         var buf = [CChar](repeating: 0, count: 32 * 1024)
         while true {
             if ContinuousClock.now >= deadline { throw late }

@@ -80,6 +80,9 @@ struct RealVMTests {
             #expect(results.map { $0.stdout.trimmingCharacters(in: .whitespacesAndNewlines) } == ["node1", "node2"])
             let bad = try await VMFixture.vmctl(["cluster", "exec", "--name", name, "--nodes", "2", "--", "exit 3"])
             #expect(bad.status == 1 && bad.out.contains("node2: exit 3"))
+            // A command that reads stdin gets end-of-file at once, not a wait until the timeout.
+            let reader = try await VMFixture.vmctl(["cluster", "exec", "--name", name, "--timeout", "60", "--", "cat; echo read-to-end"])
+            #expect(reader.status == 0 && reader.out.contains("read-to-end"), "\(reader.out)\n\(reader.err)")
 
             let down = try await VMFixture.vmctl(["cluster", "down", "--name", name])
             #expect(down.status == 0, "\(down.err)")

@@ -14,7 +14,7 @@ struct ClusterSSH: AsyncParsableCommand {
     @Argument(help: "node1, or just 1.")
     var node: String
 
-    @Argument(parsing: .postTerminator, help: "A command to run instead of a shell (after --).")
+    @Argument(parsing: .postTerminator, help: "A command to run instead of a shell (after --): its words are joined with spaces and run by the node's shell, as ssh does (quote a script as one word: -- 'a; b'); its stdin is empty.")
     var command: [String] = []
 
     @Flag(name: .long, help: "With a command: print its output as is (on a terminal, control characters show as ^[ etc. by default).")
