@@ -65,28 +65,31 @@ public enum MigrationStream {
         let pages = Int(blockBytes) / pageSize
         var seen = [UInt64](repeating: 0, count: (pages + 63) / 64)
         var ramSection: UInt32?, ended = false, left = 0
-        var current: String?  // the block the last record read named
+        let target = Array(block.utf8)
+        var current: [UInt8]?  // the block the last record read named (QEMU's idstr, as bytes)
         while !ended {
             let type = try i.u8()
             let id = try i.be32()
             o.u8(type); o.be32(id)
-            var named: String?  // the block the last record written named
+            var named: [UInt8]?  // the block the last record written named
             switch type {
             case sectionStart:
                 guard ramSection == nil else { throw Unsupported(reason: "a second iterative section") }
-                let name = try i.string()
-                guard name == "ram" else { throw Unsupported(reason: "iterative section \(name), not ram") }
+                let name = try i.idstr()
+                guard name == Array("ram".utf8) else {
+                    throw Unsupported(reason: "iterative section \(String(decoding: name, as: UTF8.self)), not ram")
+                }
                 ramSection = id
-                o.string(name)
+                o.idstr(name)
                 o.be32(try i.be32()); o.be32(try i.be32())  // instance, version
                 let total = try i.be64()
                 guard total & flagMemSize != 0 else { throw Unsupported(reason: "no RAM size in ram's setup") }
                 o.be64(total)
                 var sum: UInt64 = 0, found = false
                 while sum < total & ~UInt64(pageSize - 1) {
-                    let b = try i.string(), length = try i.be64()
-                    o.string(b); o.be64(length)
-                    if b == block { found = length == blockBytes }
+                    let b = try i.idstr(), length = try i.be64()
+                    o.idstr(b); o.be64(length)
+                    if b == target { found = length == blockBytes }
                     sum += length
                 }
                 guard found else { throw Unsupported(reason: "no RAM block \(block) of \(blockBytes) bytes") }
@@ -102,13 +105,14 @@ public enum MigrationStream {
                     guard flags & ~(flagZero | flagPage | flagContinue) == 0, (flags & flagZero == 0) != (flags & flagPage == 0) else {
                         throw Unsupported(reason: "RAM record flags \(String(flags, radix: 16))")
                     }
-                    if flags & flagContinue == 0 { current = try i.string() }
+                    if flags & flagContinue == 0 { current = try i.idstr() }
                     guard let recordBlock = current else { throw Unsupported(reason: "a RAM record names no block") }
                     let zero = flags & flagZero != 0
                     let fill: UInt8? = zero ? try i.u8() : nil
-                    if recordBlock == block {
-                        let page = Int(address) / pageSize
-                        guard page < pages else { throw Unsupported(reason: "a page past the end of \(block)") }
+                    if recordBlock == target {
+                        guard let page = Int(exactly: address / UInt64(pageSize)), page < pages else {
+                            throw Unsupported(reason: "a page past the end of \(block)")
+                        }
                         let bit = UInt64(1) << UInt64(page % 64), sentBefore = seen[page / 64] & bit != 0
                         seen[page / 64] |= bit
                         if fill == 0 && !sentBefore { left += 1; continue }
@@ -116,9 +120,10 @@ public enum MigrationStream {
                     if named == recordBlock {
                         o.be64(address | (flags | flagContinue))
                     } else {
-                        o.be64(address | (flags & ~flagContinue)); o.string(recordBlock); named = recordBlock
+                        o.be64(address | (flags & ~flagContinue)); o.idstr(recordBlock); named = recordBlock
                     }
                     if let f = fill { o.u8(f) } else { try o.copy(from: i, count: pageSize) }
+                    try o.flushIfFull()
                 }
             default:
                 throw Unsupported(reason: "section type \(type) before ram's end")
@@ -168,10 +173,10 @@ final class BufferedInput {
     func u8() throws -> UInt8 { let v = try peek(); at += 1; consumed += 1; return v }
     func be32() throws -> UInt32 { try (0..<4).reduce(0) { v, _ in v << 8 | UInt32(try u8()) } }
     func be64() throws -> UInt64 { try (0..<8).reduce(0) { v, _ in v << 8 | UInt64(try u8()) } }
-    /// A length byte and that many bytes (QEMU's idstr).
-    func string() throws -> String {
+    /// A length byte and that many bytes (QEMU's idstr), as they are.
+    func idstr() throws -> [UInt8] {
         let n = Int(try u8())
-        return String(decoding: try (0..<n).map { _ in try u8() }, as: UTF8.self)
+        return try (0..<n).map { _ in try u8() }
     }
     /// Hands up to `max` buffered bytes (at least one) to `body`; nil at end of file.
     func chunk(max: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int? {
@@ -199,7 +204,8 @@ final class BufferedOutput {
     func u8(_ v: UInt8) { buffer.append(v); written += 1 }
     func be32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { u8(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
     func be64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { u8(UInt8(truncatingIfNeeded: v >> UInt64(s))) } }
-    func string(_ s: String) { let b = Array(s.utf8); u8(UInt8(b.count)); for c in b { u8(c) } }
+    /// A length byte and the bytes (at most 255, as read).
+    func idstr(_ b: [UInt8]) { u8(UInt8(b.count)); for c in b { u8(c) } }
 
     func copy(from input: BufferedInput, count: Int) throws {
         var left = count
@@ -208,15 +214,17 @@ final class BufferedOutput {
                 throw MigrationStream.Unsupported(reason: "the stream ends early")
             }
             left -= n; written += UInt64(n)
-            if buffer.count >= 1 << 20 { try flush() }
+            try flushIfFull()
         }
     }
     func copyRest(from input: BufferedInput) throws {
         while let n = try input.chunk(max: 1 << 20, { buffer.append(contentsOf: $0) }) {
             written += UInt64(n)
-            if buffer.count >= 1 << 20 { try flush() }
+            try flushIfFull()
         }
     }
+    /// Writes the buffer out once it holds 1 MiB.
+    func flushIfFull() throws { if buffer.count >= 1 << 20 { try flush() } }
 
     private func flush() throws {
         try buffer.withUnsafeBytes { b in

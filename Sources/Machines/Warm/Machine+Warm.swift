@@ -36,7 +36,8 @@ extension WarmSnapshot {
             let save = "\(spec.files.directory)/guest.save"
             do { try await d.save(to: save); d.close() } catch { d.close(); throw error }
             chmod(save, 0o600)
-            let (leftOut, unchanged) = leaveOutZeroPages(save, memoryMiB: spec.memoryMiB)
+            let memoryMiB = spec.memoryMiB
+            let (leftOut, unchanged) = try await onOwnThread("warm.lean") { WarmSnapshot.leaveOutZeroPages(save, memoryMiB: memoryMiB) }
             try FileAccess.directory(final, qemu: true)
             try FileManager.default.moveItem(atPath: save, toPath: saveFile(final))
             try FileManager.default.moveItem(atPath: spec.files.disk, toPath: diskFile(final))
