@@ -6,7 +6,7 @@ VMCTL   := .build/debug/vmctl
 PREREQS := .build/.prereqs-ok
 ANSIBLE := .build/ansible/bin/ansible-playbook
 
-.PHONY: all prereqs build image demo test test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
+.PHONY: all prereqs build image demo test test-long test-unit test-vm-tests test-vm test-vm-5 test-vm-integration \
         vm-status vm-info vm-stop vm-start vm-clean usb bench soak fit doctor install uninstall clean
 
 all: build
@@ -35,12 +35,23 @@ demo: build
 	@echo "demo cluster is up: '$(VMCTL) cluster ssh node1 --name demo' for a shell, 'make vm-clean NAME=demo' to remove it"
 
 # Unit tests first (no hypervisor), then the real-VM tests in a state dir from mktemp -d
-# (images are built cold in it), removed afterwards whatever happens.
+# (images are built cold in it), removed afterwards whatever happens. The two longest real-VM
+# tests (LONG_VM_TESTS: the Swarm cases with a guest emulated inside a guest, and the USB/ISO
+# media booted under OVMF) run in `make test-long`, not here: on a slow TCG host they alone take
+# 53 minutes (README, Tests).
+LONG_VM_TESTS = swarmCase00\(\)|usbMedia\(\)
 test: build $(ANSIBLE)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter VMCtlUnitTests
 	home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
-	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build --filter VMCtlVMTests
+	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build --filter VMCtlVMTests --skip '$(LONG_VM_TESTS)'
+
+# The long real-VM tests, in a state dir of their own (they build the swarm-node and
+# cluster-os-node images cold).
+test-long: build $(ANSIBLE)
+	$(SWIFT) build --build-tests
+	home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
+	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build --filter '$(LONG_VM_TESTS)'
 
 # ansible-core from PyPI in a venv of the checkout's own, for the swarm test's Ansible checks.
 $(ANSIBLE):
