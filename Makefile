@@ -40,18 +40,19 @@ demo: build
 # media booted under OVMF) run in `make test-long`, not here: on a slow TCG host they alone take
 # 53 minutes (README, Tests).
 LONG_VM_TESTS = swarmCase00\(\)|usbMedia\(\)
+# The real-VM tests' runner: a state dir of their own, removed when they end (pass or fail).
+VM_TESTS = home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
+	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build
 test: build $(ANSIBLE)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter VMCtlUnitTests
-	home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
-	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build --filter VMCtlVMTests --skip '$(LONG_VM_TESTS)'
+	$(VM_TESTS) --filter VMCtlVMTests --skip '$(LONG_VM_TESTS)'
 
 # The long real-VM tests, in a state dir of their own (they build the swarm-node and
 # cluster-os-node images cold).
 test-long: build $(ANSIBLE)
 	$(SWIFT) build --build-tests
-	home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \
-	  VMCTL_TEST_HOME=$$home VMCTL_ANSIBLE=$(CURDIR)/$(dir $(ANSIBLE)) $(SWIFT) test --skip-build --filter '$(LONG_VM_TESTS)'
+	$(VM_TESTS) --filter '$(LONG_VM_TESTS)'
 
 # ansible-core from PyPI in a venv of the checkout's own, for the swarm test's Ansible checks.
 $(ANSIBLE):

@@ -14,6 +14,7 @@ PKGS=(
   python3 python3-venv time          # make bench: medians, JSON, CPU time; make test: ansible-core in a venv
   curl                              # recipe fetch and image fetch: downloads by URL and checksum
   gpgv gpg                          # image fetch: checksum files' signatures (gpg dearmors key files)
+  lz4 zstd xz-utils                 # image builds: the PVH vmlinux out of a distribution's compressed kernel
 )
 
 # QEMU runs as libvirt-qemu in group kvm. Debian's udev rule makes /dev/kvm 0660 root:kvm; where a

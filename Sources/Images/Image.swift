@@ -29,7 +29,15 @@ public struct Image: Codable, Sendable, Equatable {
     public var isCloudImage: Bool { cloudImage ?? false }
     /// The qcow2 that machines' overlays sit on: the root filesystem, or a cloud image's whole disk.
     public var rootDisk: String { "\(directory)/\(isCloudImage ? Self.cloudDiskName : "root.qcow2")" }
+    /// The distribution's compressed kernel (what GRUB, the installer ISO and the KVM probe boot).
     public var kernel: String { "\(directory)/vmlinuz" }
+    /// What direct kernel boot loads: the PVH `vmlinux` kept beside the bzImage when the build
+    /// could extract one (see PVHKernel: QEMU maps it, shared between nodes, instead of holding
+    /// a copy of the bzImage in each node's memory), else the bzImage.
+    public var bootKernel: String {
+        let pvh = "\(directory)/\(PVHKernel.fileName)"
+        return FileManager.default.fileExists(atPath: pvh) ? pvh : kernel
+    }
     public var initrd: String { "\(directory)/initrd.img" }
     /// The bootable raw disk, when the image has one.
     public var rawDisk: String? { layout == nil || isCloudImage ? nil : "\(directory)/\(Self.rawDiskName)" }
@@ -42,7 +50,7 @@ public struct Image: Codable, Sendable, Equatable {
     public func shareWithQemu(at dir: String? = nil) throws {
         let dir = dir ?? directory
         try FileAccess.directory(dir, qemu: true)
-        for f in ["root.qcow2", "vmlinuz", "initrd.img", Self.rawDiskName, Self.cloudDiskName] where FileManager.default.fileExists(atPath: "\(dir)/\(f)") {
+        for f in ["root.qcow2", "vmlinuz", PVHKernel.fileName, "initrd.img", Self.rawDiskName, Self.cloudDiskName] where FileManager.default.fileExists(atPath: "\(dir)/\(f)") {
             // A shared libvirtd (dynamic ownership) may hold it relabelled for a running guest:
             // taking it back would break its bookkeeping, and QEMU can read it either way.
             if FileAccess.qemuCanRead("\(dir)/\(f)") { continue }

@@ -62,7 +62,9 @@ public struct ImageBuilder: Sendable {
                      String(decoding: (try? enc.encode(recipe.roles ?? [:])) ?? Data(), as: UTF8.self)]
         let bootable = recipe.isBootable ? ["bootable", BootableDisk.version]
             : recipe.isCloudImage ? ["cloud", BootableDisk.version] : []
-        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize] + usage + bootable)
+        // pvh1: the disk stage keeps a PVH vmlinux beside the bzImage (PVHKernel).
+        let kernel = recipe.isCloudImage ? [] : ["pvh1"]
+        let disk = h(["disk", customizeVersion, customize, recipe.resolvedRootSize] + usage + bootable + kernel)
         return StageKeys(rootfs: rootfs, customize: customize, disk: disk)
     }
 
@@ -105,8 +107,9 @@ public struct ImageBuilder: Sendable {
             progress("\(name): stage customize: cached")
         }
         progress("\(name): stage disk: " + (recipe.isCloudImage ? "cloud image as one qcow2 (GPT, bootloaders, root; no CIDATA)"
-            : "mkfs.ext4 -d, qcow2, kernel, initrd" + (recipe.isBootable ? ", UEFI disk (GPT, ESP, CIDATA)" : "")))
-        let img = try await DiskStage(recipe: recipe, hash: keys.disk).run(tree: tree, storeDir: state.imageStore)
+            : "mkfs.ext4 -d, qcow2, kernel (and its PVH vmlinux), initrd" + (recipe.isBootable ? ", UEFI disk (GPT, ESP, CIDATA)" : "")))
+        let img = try await DiskStage(recipe: recipe, hash: keys.disk)
+            .run(tree: tree, storeDir: state.imageStore, note: { progress("\(name): \($0)") })
         try store.tag(img)
         pruneStages(keep: [tarball, tree])
         progress("\(name): built \(img.shortHash) (\(ByteSize.format(img.sizeBytes)))")

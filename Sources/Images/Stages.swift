@@ -101,7 +101,8 @@ struct DiskStage {
     let recipe: Recipe
     let hash: String
 
-    func run(tree: String, storeDir: String) async throws -> Image {
+    /// `note` says why an image has no PVH kernel (it still boots, from its bzImage).
+    func run(tree: String, storeDir: String, note: (String) -> Void = { _ in }) async throws -> Image {
         let fm = FileManager.default
         let final = "\(storeDir)/\(hash)"
         let tmp = "\(storeDir)/.tmp-\(hash.prefix(12))-\(getpid())"
@@ -130,6 +131,7 @@ struct DiskStage {
             let (kernel, initrd) = try Self.bootFiles(in: tree)
             try fm.copyItem(atPath: kernel, toPath: "\(tmp)/vmlinuz")
             try fm.copyItem(atPath: initrd, toPath: "\(tmp)/initrd.img")
+            PVHKernel.extract(bzImage: "\(tmp)/vmlinuz", to: "\(tmp)/\(PVHKernel.fileName)", note: note)
             var layout: DiskLayout?
             if recipe.isBootable {
                 let (used, count) = try await Self.usage(of: tree)

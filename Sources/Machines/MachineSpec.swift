@@ -90,7 +90,7 @@ public enum BootSource: Sendable, Equatable {
     /// cloud image (no kernel of its own in the store) through UEFI with Secure Boot.
     public static func image(_ image: Image, extraCmdline: String = "") -> BootSource {
         if image.isCloudImage { return .firmware(.uefi(secureBoot: true)) }
-        return .kernel(.init(kernel: image.kernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
+        return .kernel(.init(kernel: image.bootKernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
     }
 }
 

@@ -11,7 +11,7 @@ import Testing
 /// guests booted side by side by different tests only slow each other down.
 @Suite("Real VMs", .serialized)
 struct RealVMTests {
-    @Test("one VM: up builds the image when it is missing, auto accel, libssh2 with the pinned host key; a wrong pin is refused; nothing left")
+    @Test("one VM: up builds the image when it is missing, auto accel, booted through PVH, libssh2 with the pinned host key; a wrong pin is refused; nothing left")
     func oneVM() async throws {
         // No `image build` first: in a fresh state dir `up` builds debian-12 itself, with the
         // build's progress lines (unless a test of another suite built it first).
@@ -38,6 +38,15 @@ struct RealVMTests {
             #expect(running.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "running")
             let comm = try await SSHSession.run(target, "cat /proc/1/comm")
             #expect(comm.stdout == "systemd\n")
+            // Booted through PVH from the image's vmlinux (QEMU maps the ELF, shared between nodes;
+            // a bzImage it would copy into its own memory): the boot protocol version in the
+            // kernel's boot_params is the one Linux's PVH entry writes (2.12), not the bzImage's
+            // own (Debian 12's: 2.15).
+            let img = try ImageStore(state: VMFixture.state).image(named: "debian-12")
+            #expect(img.bootKernel == "\(img.directory)/vmlinux")
+            let version = try await SSHSession.run(target, "sudo od -An -tx1 -j 518 -N2 /sys/kernel/boot_params/data")
+            #expect(version.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ") == "0c 02",
+                    "\(version.stdout) \(version.stderr)")
             let fails = try await SSHSession.run(target, "echo oops >&2; exit 7")
             #expect(fails.status == 7 && fails.stderr == "oops\n")
 
