@@ -164,8 +164,10 @@ if [ "${DENSITY:-1}" = 1 ]; then
   export VMCTL
   DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 VMCTL_THP=1 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon, host's huge pages)" 3 cold)"$'\n'
   DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 cold)"$'\n'
+  DENSROWS+="$(COMPACT=1 scripts/density.sh "vmctl's levers" 3 cold)"$'\n'
   DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 VMCTL_THP=1 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon, host's huge pages)" 3 warm)"$'\n'
   DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 warm)"$'\n'
+  DENSROWS+="$(COMPACT=1 scripts/density.sh "vmctl's levers" 3 warm)"$'\n'
 fi
 
 # --- ClusterOS (SLURM=0 skips): cold build, one-file rebuild, up 3 to `srun -N3` answering ----------

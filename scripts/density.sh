@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Host memory per idle node (issue: density), one Markdown row per measurement:
 #   scripts/density.sh LABEL N MODE      MODE: cold | warm (warm: the snapshot is made first if missing)
+#   COMPACT=1: `cluster compact` right after `up` (its time goes into the label), then the settle.
 # The host's MemAvailable before `up` and SETTLE seconds (default 60) after it finished, divided
 # by N; RSS and PSS of each node's QEMU (smaps_rollup) at the same moment. Uses VMCTL_HOME as
 # given (bench passes its own); the cluster is removed afterwards. VMCTL_TB_CACHE_MIB and
@@ -26,6 +27,10 @@ a0=$(avail)
 t0=$(date +%s.%N)
 "$VMCTL" cluster up "$N" --name $name $flag >/dev/null
 t1=$(date +%s.%N)
+if [ "${COMPACT:-0}" = 1 ]; then
+  "$VMCTL" cluster compact --name $name >/dev/null
+  LABEL="$LABEL, then \`cluster compact\` ($(python3 -c "import time; print('%.1f s' % (time.time() - $t1))"))"
+fi
 sleep "$SETTLE"
 a1=$(avail)
 rss=0; pss=0

@@ -67,7 +67,7 @@ struct RealVMTests {
         }
     }
 
-    @Test("cluster: up 2 → test (node to node by name) → exec → down → start → clean, nothing left")
+    @Test("cluster: up 2 → test (node to node by name) → exec → down → start → compact (same boot, clock stepped, test passes, QEMU smaller) → clean, nothing left")
     func clusterLifecycle() async throws {
         try await VMFixture.ensureImage()
         let name = "it-two"
@@ -102,6 +102,32 @@ struct RealVMTests {
             #expect(start.status == 0, "start failed:\n\(start.out)\n\(start.err)")
             let after = try await VMFixture.vmctl(["cluster", "ssh", "--name", name, "node2", "--", "cat /etc/hostname"])
             #expect(after.out == "node2\n")
+
+            // compact: each node (booted cold by start) gets a new QEMU holding the same guest:
+            // the same boot, its clock stepped to the host's, SSH and the cluster segment working,
+            // and its QEMU holding less (the boot's translation cache and heap are gone).
+            let bootID = ["cluster", "exec", "--name", name, "--json", "--", "cat /proc/sys/kernel/random/boot_id"]
+            let idsBefore = try JSONDecoder().decode([NodeExecResult].self, from: Data(try await VMFixture.vmctl(bootID).out.utf8))
+            let compact = try await VMFixture.vmctl(["cluster", "compact", "--name", name, "--json"])
+            try #require(compact.status == 0, "compact failed:\n\(compact.out)\n\(compact.err)")
+            let rows = try JSONDecoder().decode([Machine.Compaction].self, from: Data(compact.out.utf8))
+            #expect(rows.map(\.node) == ["node1", "node2"])
+            for r in rows {
+                #expect(r.clockStepSeconds > 0, "\(r)")
+                #expect((r.rssAfterMiB ?? .max) < (r.rssBeforeMiB ?? 0), "\(r)")
+            }
+            let idsAfter = try JSONDecoder().decode([NodeExecResult].self, from: Data(try await VMFixture.vmctl(bootID).out.utf8))
+            #expect(idsAfter.map(\.stdout) == idsBefore.map(\.stdout) && idsAfter.count == 2)
+            let clock = try await VMFixture.vmctl(["cluster", "exec", "--name", name, "--json", "--", "date +%s.%N"])
+            let now = Date().timeIntervalSince1970
+            for r in try JSONDecoder().decode([NodeExecResult].self, from: Data(clock.out.utf8)) {
+                let guest = Double(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+                #expect(abs(now - guest) < 3, "\(r.node)'s clock \(guest), host \(now)")
+            }
+            let retest = try await VMFixture.vmctl(["cluster", "test", "--name", name])
+            #expect(retest.status == 0 && retest.out.contains(" 0 failed"), "cluster test after compact:\n\(retest.out)\n\(retest.err)")
+            let stopped = try await VMFixture.vmctl(["cluster", "compact", "--name", name, "node3"])
+            #expect(stopped.status == 2, "\(stopped.err)")
 
             let clean = try await VMFixture.vmctl(["cluster", "clean", "--name", name])
             #expect(clean.status == 0)

@@ -100,9 +100,7 @@ extension Machine {
         let header = SaveImage(xml: xml, cookie: saved.cookie, wasRunning: true).encoded()
         try await Self.restoreThroughFIFO(spec.files.restoreFIFO, header: header, stream: snapshot.saveFile,
                                           from: saved.streamOffset, connection: connection)
-        // QEMU made its sockets before libvirt returned: only their owner (and root) may connect.
-        if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
-        chmod(spec.files.identitySocket, 0o600)
+        closeRestoredSockets()
         let identity = WarmIdentity(
             hostname: spec.hostname, machineID: WarmIdentity.newMachineID(), user: spec.login.user,
             authorizedKeys: s.user.authorizedKeys, hostKey: s.hostKey, etcHosts: s.etcHosts(),
@@ -112,6 +110,13 @@ extension Machine {
                 (template, net is UserModeNetwork ? template : net.mac, net.guestInterface.addresses)
             })
         return (identity, try hostKey.pin(), offset)
+    }
+
+    /// After a restore: QEMU made its sockets before libvirt returned; only their owner (and
+    /// root) may connect.
+    func closeRestoredSockets() {
+        if spec.vncPort == nil { chmod(spec.files.vncSocket, 0o600) }
+        chmod(spec.files.identitySocket, 0o600)
     }
 
     /// Sends a restored clone its identity over its port; the agent applies it, starts sshd,

@@ -17,6 +17,6 @@ struct ClusterCommand: AsyncParsableCommand {
               vmctl cluster clean                     remove everything, whatever state it is in
             """,
         subcommands: [ClusterUp.self, ClusterList.self, ClusterStatus.self, ClusterInfo.self, ClusterInventory.self, ClusterSSH.self,
-                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterConsole.self, ClusterCp.self, ClusterMemory.self, ClusterSetMemory.self, ClusterDown.self,
+                      ClusterExec.self, ClusterTest.self, ClusterLogs.self, ClusterConsole.self, ClusterCp.self, ClusterMemory.self, ClusterSetMemory.self, ClusterCompact.self, ClusterDown.self,
                       ClusterStart.self, ClusterClean.self])
 }

@@ -1,0 +1,119 @@
+import Blocking
+import Foundation
+import Libvirt
+import SSH
+import VMCtlSupport
+
+extension MachineFiles {
+    /// Where `compact` saves a running guest for the moment its QEMU is replaced.
+    public var compactSave: String { "\(directory)/compact.save" }
+}
+
+extension Machine {
+    /// What `compact` did to one running machine.
+    public struct Compaction: Sendable, Codable, Equatable {
+        public var node: String
+        /// Its QEMU's resident memory before the save and after the restore (MiB, as the balloon's stats report it).
+        public var rssBeforeMiB: Int?
+        public var rssAfterMiB: Int?
+        /// The save's size once its zero pages were left out.
+        public var saveBytes: UInt64
+        /// How long the guest was stopped: from the save's start to the restore's end.
+        public var pausedSeconds: Double
+        /// By how much the guest's wall clock was stepped forward (its clock stood still while it was saved).
+        public var clockStepSeconds: Double
+    }
+
+    /// Replaces the QEMU of this running machine by a new one holding the same guest: saves
+    /// the guest through libvirt, leaves the save's zero pages out, restores it and removes
+    /// the save. The guest goes on where it stopped (its processes, boot, uptime, disks); what
+    /// goes is what QEMU kept from running it until now, above all TCG's translation cache,
+    /// which a boot fills (128 MiB) and QEMU never shrinks, and the heap its boot grew
+    /// (issue: density). The guest's wall clock stood still while it was saved, so it is
+    /// stepped forward over SSH by what the host measured. Connections through the machine's
+    /// user-mode forwards are cut (slirp's side of them lived in the old QEMU); the guest's
+    /// own, on a cluster segment, survive the pause like a short link loss.
+    ///
+    /// Once the save has begun, the restore is attempted even if the caller is cancelled: the
+    /// guest exists only in the save until then. A restore that fails keeps the save and says
+    /// where it is; the domain stays defined and its disk as the guest left it.
+    public func compact(deadline: ContinuousClock.Instant) async throws -> Compaction {
+        guard let d = try await connection.domain(named: spec.name) else {
+            throw VMCtlError(.notFound, message: "\(spec.hostname) has no domain on this host")
+        }
+        defer { d.close() }
+        try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
+        guard try await d.isActive() else {
+            throw VMCtlError(.wrongState, message: "\(spec.hostname) is not running: only a running machine is compacted")
+        }
+        let target = try sshTarget()
+        let rssBefore = (try? await d.memoryStats())?["rss"].map { Int($0 / 1024) }
+        let save = spec.files.compactSave
+        unlink(save)
+        let began = ContinuousClock.now
+        try await d.save(to: save)
+        chmod(save, 0o600)
+        let memoryMiB = spec.memoryMiB
+        _ = try? await onOwnThread("compact.lean") { WarmSnapshot.leaveOutZeroPages(save, memoryMiB: memoryMiB) }
+        let bytes = ((try? FileManager.default.attributesOfItem(atPath: save))?[.size] as? UInt64) ?? 0
+        do {
+            try await connection.restore(from: save)
+        } catch {
+            throw VMCtlError(.libvirtFailed, message: "\(spec.hostname) was saved to \(save) but did not come back: \(error). "
+                + "Its disk is as the guest left it; `vmctl cluster start` boots it again from there (what ran in it is lost)")
+        }
+        closeRestoredSockets()
+        unlink(save)
+        let paused = (ContinuousClock.now - began).secondsDouble
+        let step = try await Self.stepClock(target, node: spec.hostname, deadline: deadline)
+        var rssAfter: Int?
+        if let again = try await connection.domain(named: spec.name) {
+            rssAfter = (try? await again.memoryStats())?["rss"].map { Int($0 / 1024) }
+            again.close()
+        }
+        return Compaction(node: spec.hostname, rssBeforeMiB: rssBefore, rssAfterMiB: rssAfter, saveBytes: bytes,
+                          pausedSeconds: paused, clockStepSeconds: step)
+    }
+
+    /// Reads the guest's wall clock over SSH between two readings of the host's, then steps
+    /// it by the difference (the midpoint: half the round trip is the error). Returns the step.
+    /// The first command retries until `deadline`: slirp's new forward may take a moment.
+    static func stepClock(_ target: SSHTarget, node: String, deadline: ContinuousClock.Instant) async throws -> Double {
+        var lastError: (any Error)?
+        while ContinuousClock.now < deadline {
+            let before = Date().timeIntervalSince1970
+            do {
+                let r = try await SSHSession.run(target, "date +%s.%N", timeout: .seconds(30))
+                let after = Date().timeIntervalSince1970
+                guard r.status == 0, let step = clockStep(hostBefore: before, hostAfter: after, guest: r.stdout) else {
+                    throw VMCtlError(.sshFailed, message: "\(node): cannot read its clock (`date +%s.%N` said '\(r.stdout)' \(r.stderr))")
+                }
+                let set = try await SSHSession.run(target, stepCommand(step), timeout: .seconds(30))
+                guard set.status == 0 else {
+                    throw VMCtlError(.sshFailed, message: "\(node): its clock was not stepped: \(set.stderr)")
+                }
+                return step
+            } catch let e as VMCtlError {
+                throw e
+            } catch {
+                lastError = error
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        throw VMCtlError(.nodeTimeout, message: "\(node) did not answer SSH after it was restored: \(lastError.map { "\($0)" } ?? "no time left")")
+    }
+
+    /// The step that brings a guest clock that read `guest` (`date +%s.%N`) between the host's
+    /// `hostBefore` and `hostAfter` to the host's time; nil when `guest` is not a number.
+    static func clockStep(hostBefore: Double, hostAfter: Double, guest: String) -> Double? {
+        guard let g = Double(guest.trimmingCharacters(in: .whitespacesAndNewlines)), g > 0 else { return nil }
+        return (hostBefore + hostAfter) / 2 - g
+    }
+
+    /// Steps the guest's clock by `step` seconds from whatever it reads when this runs (so the
+    /// SSH session's own time does not count), as root.
+    static func stepCommand(_ step: Double) -> String {
+        let s = String(format: "%.6f", step)
+        return "t=$(date +%s.%N) && sudo -n date -s \"@$(awk -v t=\"$t\" -v d=\(s) 'BEGIN { printf \"%.6f\", t + d }')\" >/dev/null"
+    }
+}
