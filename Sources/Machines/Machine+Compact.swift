@@ -22,6 +22,8 @@ extension Machine {
         public var pausedSeconds: Double
         /// By how much the guest's wall clock was stepped forward (its clock stood still while it was saved).
         public var clockStepSeconds: Double
+        /// Whether the restore loaded the save without its zero pages (else as libvirt wrote it).
+        public var zeroPagesLeftOut: Bool
     }
 
     /// Replaces the QEMU of this running machine by a new one holding the same guest: saves
@@ -35,34 +37,48 @@ extension Machine {
     /// own, on a cluster segment, survive the pause like a short link loss.
     ///
     /// Once the save has begun, the restore is attempted even if the caller is cancelled: the
-    /// guest exists only in the save until then. A restore that fails keeps the save and says
-    /// where it is; the domain stays defined and its disk as the guest left it.
+    /// guest exists only in the save until then. The save stays as libvirt wrote it until a
+    /// restore succeeded: the copy without zero pages is tried first, then the save itself. A
+    /// restore that fails keeps the save and says where it is; the domain stays defined and
+    /// its disk as the guest left it.
     public func compact(deadline: ContinuousClock.Instant) async throws -> Compaction {
         guard let d = try await connection.domain(named: spec.name) else {
             throw VMCtlError(.notFound, message: "\(spec.hostname) has no domain on this host")
         }
         defer { d.close() }
         try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
-        guard try await d.isActive() else {
+        guard try await d.state() == .running else {
             throw VMCtlError(.wrongState, message: "\(spec.hostname) is not running: only a running machine is compacted")
         }
         let target = try sshTarget()
         let rssBefore = (try? await d.memoryStats())?["rss"].map { Int($0 / 1024) }
-        let save = spec.files.compactSave
-        unlink(save)
+        let save = spec.files.compactSave, lean = save + ".lean"
+        unlink(save); unlink(lean)
         let began = ContinuousClock.now
-        try await d.save(to: save)
+        do { try await d.save(to: save) } catch { unlink(save); throw error }
         chmod(save, 0o600)
+        // From here the guest lives only in `save`: it is kept as libvirt wrote it until a
+        // restore succeeded, and the restore is tried whatever the caller's cancellation says.
         let memoryMiB = spec.memoryMiB
-        _ = try? await onOwnThread("compact.lean") { WarmSnapshot.leaveOutZeroPages(save, memoryMiB: memoryMiB) }
-        let bytes = ((try? FileManager.default.attributesOfItem(atPath: save))?[.size] as? UInt64) ?? 0
-        do {
-            try await connection.restore(from: save)
-        } catch {
-            throw VMCtlError(.libvirtFailed, message: "\(spec.hostname) was saved to \(save) but did not come back: \(error). "
-                + "Its disk is as the guest left it; `vmctl cluster start` boots it again from there (what ran in it is lost)")
+        let leaned = (try? await onOwnThread("compact.lean") {
+            _ = try MigrationStream.leaveOutZeroPages(from: save, to: lean, prefix: try SaveImage.read(save).streamOffset,
+                                                      block: "pc.ram", blockBytes: UInt64(memoryMiB) << 20)
+        }) != nil
+        var restored = false
+        if leaned {
+            restored = (try? await connection.restore(from: lean)) != nil
+            unlink(lean)
+        }
+        if !restored {
+            do {
+                try await connection.restore(from: save)
+            } catch {
+                throw VMCtlError(.libvirtFailed, message: "\(spec.hostname) was saved to \(save) but did not come back: \(error). "
+                    + "Its disk is as the guest left it; `vmctl cluster start` boots it again from there (what ran in it is lost)")
+            }
         }
         closeRestoredSockets()
+        let bytes = ((try? FileManager.default.attributesOfItem(atPath: save))?[.size] as? UInt64) ?? 0
         unlink(save)
         let paused = (ContinuousClock.now - began).secondsDouble
         let step = try await Self.stepClock(target, node: spec.hostname, deadline: deadline)
@@ -72,32 +88,36 @@ extension Machine {
             again.close()
         }
         return Compaction(node: spec.hostname, rssBeforeMiB: rssBefore, rssAfterMiB: rssAfter, saveBytes: bytes,
-                          pausedSeconds: paused, clockStepSeconds: step)
+                          pausedSeconds: paused, clockStepSeconds: step, zeroPagesLeftOut: leaned)
     }
 
-    /// Reads the guest's wall clock over SSH between two readings of the host's, then steps
-    /// it by the difference (the midpoint: half the round trip is the error). Returns the step.
-    /// The first command retries until `deadline`: slirp's new forward may take a moment.
+    /// Reads the guest's wall clock over SSH between two readings of the host's (after the
+    /// session is open, so the handshake does not count), then steps it by the difference on
+    /// the same session (the midpoint: half the command's round trip is the error). Returns
+    /// the step. Retries until `deadline` while slirp's new forward comes up; a refused key or
+    /// host key, or a cancellation, ends it at once.
     static func stepClock(_ target: SSHTarget, node: String, deadline: ContinuousClock.Instant) async throws -> Double {
         var lastError: (any Error)?
         while ContinuousClock.now < deadline {
-            let before = Date().timeIntervalSince1970
+            try Task.checkCancellation()
             do {
-                let r = try await SSHSession.run(target, "date +%s.%N", timeout: .seconds(30))
-                let after = Date().timeIntervalSince1970
-                guard r.status == 0, let step = clockStep(hostBefore: before, hostAfter: after, guest: r.stdout) else {
-                    throw VMCtlError(.sshFailed, message: "\(node): cannot read its clock (`date +%s.%N` said '\(r.stdout)' \(r.stderr))")
+                let r = try await SSHSession.timedThen(target, "date +%s.%N", timeout: .seconds(30)) { first, before, after in
+                    guard first.status == 0, let step = Machine.clockStep(hostBefore: before, hostAfter: after, guest: first.stdout) else {
+                        throw VMCtlError(.sshFailed, message: "\(node): cannot read its clock (`date +%s.%N` said '\(first.stdout)' \(first.stderr))")
+                    }
+                    return Machine.stepCommand(step)
                 }
-                let set = try await SSHSession.run(target, stepCommand(step), timeout: .seconds(30))
-                guard set.status == 0 else {
-                    throw VMCtlError(.sshFailed, message: "\(node): its clock was not stepped: \(set.stderr)")
+                guard r.second.status == 0 else {
+                    throw VMCtlError(.sshFailed, message: "\(node): its clock was not stepped: \(r.second.stderr)")
                 }
-                return step
+                return clockStep(hostBefore: r.before, hostAfter: r.after, guest: r.first.stdout) ?? 0
             } catch let e as VMCtlError {
+                throw e
+            } catch let e as SSHError where e.kind == .auth || e.kind == .hostKeyMismatch {
                 throw e
             } catch {
                 lastError = error
-                try? await Task.sleep(for: .milliseconds(500))
+                try await Task.sleep(for: .milliseconds(500))
             }
         }
         throw VMCtlError(.nodeTimeout, message: "\(node) did not answer SSH after it was restored: \(lastError.map { "\($0)" } ?? "no time left")")

@@ -337,6 +337,25 @@ public final class SSHSession: Sendable {
         }
     }
 
+    /// Connects, then runs `command` timed by the host's wall clock (seconds since 1970 just
+    /// before and just after it: connecting and authenticating do not count), then runs on
+    /// the same session what `next` makes of its result and those two times. `timeout` covers
+    /// all of it.
+    public static func timedThen(_ target: SSHTarget, _ command: String, timeout: Duration = .seconds(60),
+                                 next: @escaping @Sendable (ExecResult, Double, Double) throws -> String) async throws
+        -> (first: ExecResult, before: Double, after: Double, second: ExecResult) {
+        try await onOwnThread("ssh.exec") {
+            let deadline = ContinuousClock.now + timeout
+            let session = try SSHSession(target, timeout: min(timeout, .seconds(20)))
+            defer { session.closeHere() }
+            let before = Date().timeIntervalSince1970
+            let first = try session.execBlocking(command, timeout: timeout, deadline: deadline)
+            let after = Date().timeIntervalSince1970
+            let second = try session.execBlocking(try next(first, before, after), timeout: timeout, deadline: deadline)
+            return (first, before, after, second)
+        }
+    }
+
     /// Connects and runs one command on a thread of its own, streaming: stdin from `stdin`
     /// (to end of file), stdout to `stdout` as it arrives (the result's `stdoutData` is empty),
     /// stderr to `stderr` likewise or, when nil, captured into the result. `timeout` covers
