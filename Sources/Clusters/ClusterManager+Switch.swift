@@ -38,7 +38,13 @@ extension ClusterManager {
     static func link(_ node: ClusterState.NodeRecord, running: Bool, switch sw: SwitchStatus) -> ClusterLink? {
         guard running else { return nil }
         guard sw.running else { return .switchDead }
-        if let booted = node.bootedAt, let started = sw.startedAt, booted < started { return .switchRestarted }
+        // The state keeps `bootedAt` in whole seconds (ISO 8601), the pid file's time has a
+        // fraction: a node booted in the switch's own second (a warm `up` boots its nodes within
+        // one) read as booted before it, and `start` restarted it. Whole seconds on both sides.
+        if let booted = node.bootedAt, let started = sw.startedAt,
+           booted.timeIntervalSince1970.rounded(.down) < started.timeIntervalSince1970.rounded(.down) {
+            return .switchRestarted
+        }
         return .up
     }
 

@@ -122,6 +122,31 @@ struct ClusterModelTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["state.json"])
     }
 
+    @Test("a node is cut off only if it booted a whole second before the running switch started (the state keeps seconds, the pid file fractions)")
+    func switchLink() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("link-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let started = Date(timeIntervalSince1970: 1_700_000_100.21)
+        let sw = SwitchStatus(running: true, pid: 1, startedAt: started)
+        // Booted 0.7 s after the switch started, as the state file gives it back: the same second.
+        var s = Self.state("lnk", ssh: [2300], subnet: 7)
+        s.nodes[0].bootedAt = Date(timeIntervalSince1970: 1_700_000_100.91)
+        try AtomicFile.writeJSON(s, to: "\(dir)/state.json")
+        let node = try AtomicFile.readJSON(ClusterState.self, from: "\(dir)/state.json").nodes[0]
+        #expect(try #require(node.bootedAt) < started)
+        #expect(ClusterManager.link(node, running: true, switch: sw) == .up)
+        func link(bootedAt t: Double?) -> ClusterLink? {
+            var n = node
+            n.bootedAt = t.map { Date(timeIntervalSince1970: $0) }
+            return ClusterManager.link(n, running: true, switch: sw)
+        }
+        #expect(link(bootedAt: 1_700_000_102) == .up)
+        #expect(link(bootedAt: nil) == .up)
+        #expect(link(bootedAt: 1_700_000_099) == .switchRestarted)
+        #expect(ClusterManager.link(node, running: true, switch: SwitchStatus(running: false, pid: nil, startedAt: nil)) == .switchDead)
+        #expect(ClusterManager.link(node, running: false, switch: sw) == nil)
+    }
+
     @Test("events render as JSON lines and plain lines")
     func events() throws {
         let e = ClusterEvent.node(name: "node2", phase: .cloudInit, elapsed: 12.34, detail: "x")
