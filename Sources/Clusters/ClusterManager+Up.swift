@@ -159,7 +159,7 @@ extension ClusterManager {
                              + "resetting it (\(e.attempt) of 2)" + (report.map { "; evidence in \($0)" } ?? ""), elapsed: elapsed()))
             }, onCloudInit: {
                 events(.node(name: name, phase: .cloudInit, elapsed: elapsed(), detail: nil))
-            }, progress: { p in
+            }, onNote: { events(.note($0, elapsed: elapsed())) }, progress: { p in
                 var plan = plan
                 plan.hostKey = p.hostKey ?? plan.hostKey
                 try await writer.setNode(plan, phase: p.phase, booted: p.phase == .booting)

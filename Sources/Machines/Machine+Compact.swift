@@ -74,7 +74,7 @@ extension Machine {
                 try await connection.restore(from: save)
             } catch {
                 throw VMCtlError(.libvirtFailed, message: "\(spec.hostname) was saved to \(save) but did not come back: \(error). "
-                    + "Its disk is as the guest left it; `vmctl cluster start` boots it again from there (what ran in it is lost)")
+                    + "The save is kept: `vmctl cluster start` restores the guest from it (or, if that fails too, boots it from its disk)")
             }
         }
         closeRestoredSockets()
@@ -89,6 +89,33 @@ extension Machine {
         }
         return Compaction(node: spec.hostname, rssBeforeMiB: rssBefore, rssAfterMiB: rssAfter, saveBytes: bytes,
                           pausedSeconds: paused, clockStepSeconds: step, zeroPagesLeftOut: leaned)
+    }
+
+    /// The guest an unfinished `compact` left in its save (its restore failed, or vmctl was
+    /// killed between the save and the restore), restored into a new QEMU: the same boot
+    /// goes on, its clock stepped over SSH, which also proves the pinned host key. The save
+    /// goes once the restore succeeded (the guest then changes its disk, so the save no longer
+    /// matches it). False when there is no save, or it does not restore: it is then removed
+    /// (said through `onNote`) and the caller boots the machine from its disk, as after a
+    /// power loss.
+    func resumeCompactSave(deadline: ContinuousClock.Instant, onNote: @Sendable (String) -> Void) async throws -> Bool {
+        let save = spec.files.compactSave
+        guard FileManager.default.fileExists(atPath: save) else { return false }
+        unlink(save + ".lean")
+        let target = try sshTarget()
+        do {
+            try await connection.restore(from: save)
+        } catch {
+            unlink(save)
+            onNote("\(spec.hostname): the save an unfinished `compact` kept did not restore (\(error)); booting it from its disk instead")
+            return false
+        }
+        closeRestoredSockets()
+        unlink(save)
+        let step = try await Self.stepClock(target, node: spec.hostname, deadline: deadline)
+        onNote("\(spec.hostname): restored from the save an unfinished `compact` kept (the same boot goes on; its clock stepped by "
+               + String(format: "%+.1f s)", step))
+        return true
     }
 
     /// Reads the guest's wall clock over SSH between two readings of the host's (after the

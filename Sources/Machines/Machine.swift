@@ -28,7 +28,11 @@ public struct Machine: Sendable {
     public enum Status: String, Sendable { case absent, stopped, running }
 
     /// What `ensure` did.
-    public enum Action: String, Sendable { case created, started, alreadyRunning = "already running" }
+    public enum Action: String, Sendable {
+        case created, started, alreadyRunning = "already running"
+        /// Restored from the save an unfinished `compact` kept (`resumeCompactSave`): the same running guest.
+        case resumed
+    }
 
     /// Progress of `ensure` (defining, booting, verified), for the caller's state and output.
     /// `hostKey` is set once the machine's host key exists. Cloud-init's start is reported
@@ -48,11 +52,14 @@ public struct Machine: Sendable {
     }
 
     /// Makes the machine exist and run, and proves it ready: defines it if missing, starts it
-    /// if stopped, leaves a running one alone. `deadline` bounds the wait for readiness.
+    /// if stopped (or restores the guest an unfinished `compact` left in its save), leaves a
+    /// running one alone. `deadline` bounds the wait for readiness; `onNote` hears what the
+    /// caller should tell its user.
     @discardableResult
     public func ensure(deadline: ContinuousClock.Instant, stall: BootStall.Policy? = .standard(), resets: Int = 2,
                        onReset: @escaping @Sendable (StallEvidence) -> Void = { _ in },
                        onCloudInit: @escaping @Sendable () -> Void = {},
+                       onNote: @escaping @Sendable (String) -> Void = { _ in },
                        progress: @escaping @Sendable (Progress) async throws -> Void = { _ in })
         async throws -> (action: Action, hostKey: HostKeyPin) {
         var machine = self
@@ -69,7 +76,13 @@ public struct Machine: Sendable {
             machine = Machine(spec.withHostKey(pin), on: connection)
             action = .created
         case .stopped:
-            break
+            if let pin = spec.login.hostKey, FileManager.default.fileExists(atPath: spec.files.compactSave) {
+                try await progress(Progress(phase: .booting, hostKey: pin))
+                if try await resumeCompactSave(deadline: deadline, onNote: onNote) {
+                    try await progress(Progress(phase: .verified, hostKey: pin))
+                    return (.resumed, pin)
+                }
+            }
         }
         guard let pin = machine.spec.login.hostKey else {
             throw VMCtlError("machine \(spec.hostname) has no pinned host key: remove it and create it again")
@@ -105,7 +118,8 @@ public struct Machine: Sendable {
     /// The domain: its boot, the overlay and the seed, its NICs, its labels.
     public func domainSpec() throws -> DomainSpec { try spec.domainSpec() }
 
-    /// Starts the domain; returns the serial-log offset its boot output starts at.
+    /// Starts the domain; returns the serial-log offset its boot output starts at. A boot
+    /// changes the disk, so a save `compact` kept no longer matches it and goes first.
     public func start() async throws -> UInt64 {
         let offset = SerialLogWatcher.size(spec.files.serialLog)
         guard let d = try await connection.domain(named: spec.name) else {
@@ -113,6 +127,7 @@ public struct Machine: Sendable {
         }
         defer { d.close() }
         if try await !d.isActive() {
+            unlink(spec.files.compactSave)
             switch spec.console {
             case .logFile:
                 try await d.start()

@@ -15,7 +15,9 @@ struct ClusterCompact: AsyncParsableCommand {
             shrinks, and the heap the boot grew. It fills again as the node works: this is for \
             nodes that will sit idle (a cold node then costs the host about what a warm clone \
             does; see README, Density). SSH sessions and other connections through the node's \
-            forwarded ports are cut.
+            forwarded ports are cut. A node whose restore failed (or whose compact was killed \
+            between the save and the restore) keeps its guest in the save: `vmctl cluster start` \
+            restores it from there.
             EXAMPLES:
               vmctl cluster up 3 --cold && vmctl cluster compact
               vmctl cluster compact node2 --name lab
