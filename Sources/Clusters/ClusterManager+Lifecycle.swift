@@ -47,12 +47,18 @@ extension ClusterManager {
                 try await writer.update { $0.phase = .running }
                 return await writer.state
             }
+            // Nodes whose guest an unfinished `compact` left in its save: `ensure` restores them.
+            let kept = Set(stopped.filter { FileManager.default.fileExists(atPath: $0.files.compactSave) }.map(\.name))
             do {
                 try await bootAll(stopped, state: s, connection: connection, image: image, writer: writer,
                                   deadline: .now + options.timeout, elapsed: elapsed, events: events)
             } catch {
-                // Undo what this command started; the cluster stays as it was (stopped).
-                _ = try? await fleet(s, stopped, connection: connection, image: image).run { _, m in try await m.1.powerOff() }
+                // Undo what this command started; the cluster stays as it was (stopped). A
+                // restored guest goes back into its save (powered off, what ran in it would be
+                // lost); if that save fails, it is left running.
+                _ = try? await fleet(s, stopped, connection: connection, image: image).run { name, m in
+                    if kept.contains(name) { try await m.1.keepInSave() } else { try await m.1.powerOff() }
+                }
                 for plan in stopped { try? await writer.setPhase(plan.name, .stopped) }
                 try? await writer.update { $0.phase = .stopped }
                 throw error

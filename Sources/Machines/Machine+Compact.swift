@@ -74,7 +74,7 @@ extension Machine {
                 try await connection.restore(from: save)
             } catch {
                 throw VMCtlError(.libvirtFailed, message: "\(spec.hostname) was saved to \(save) but did not come back: \(error). "
-                    + "The save is kept: `vmctl cluster start` restores the guest from it (or, if that fails too, boots it from its disk)")
+                    + "The save is kept: `vmctl cluster start` restores the guest from it")
             }
         }
         closeRestoredSockets()
@@ -95,9 +95,10 @@ extension Machine {
     /// killed between the save and the restore), restored into a new QEMU: the same boot
     /// goes on, its clock stepped over SSH, which also proves the pinned host key. The save
     /// goes once the restore succeeded (the guest then changes its disk, so the save no longer
-    /// matches it). False when there is no save, or it does not restore: it is then removed
-    /// (said through `onNote`) and the caller boots the machine from its disk, as after a
-    /// power loss.
+    /// matches it). False when there is no save. A save that does not restore is kept and
+    /// the error says how to go on: the guest lives nowhere else, and a failure such as too
+    /// little host memory passes. If the restored guest cannot be proven (no SSH by
+    /// `deadline`, a cancellation), it is put back into a save before the error goes on.
     func resumeCompactSave(deadline: ContinuousClock.Instant, onNote: @Sendable (String) -> Void) async throws -> Bool {
         let save = spec.files.compactSave
         guard FileManager.default.fileExists(atPath: save) else { return false }
@@ -106,16 +107,34 @@ extension Machine {
         do {
             try await connection.restore(from: save)
         } catch {
-            unlink(save)
-            onNote("\(spec.hostname): the save an unfinished `compact` kept did not restore (\(error)); booting it from its disk instead")
-            return false
+            throw VMCtlError(.libvirtFailed, message: "\(spec.hostname): its running guest is in \(save), which an unfinished `compact` "
+                + "kept, and it did not restore: \(error). The save is kept: start again once the cause is gone, or remove it to boot "
+                + "the node from its disk (what ran in it is then lost)", cause: error)
         }
         closeRestoredSockets()
         unlink(save)
-        let step = try await Self.stepClock(target, node: spec.hostname, deadline: deadline)
+        let step: Double
+        do {
+            step = try await Self.stepClock(target, node: spec.hostname, deadline: deadline)
+        } catch {
+            try? await keepInSave()
+            throw error
+        }
         onNote("\(spec.hostname): restored from the save an unfinished `compact` kept (the same boot goes on; its clock stepped by "
                + String(format: "%+.1f s)", step))
         return true
+    }
+
+    /// Puts a running guest (back) into its compact save: the domain stops and the guest
+    /// lives on in the save, which the next `ensure` restores. For undoing a start that
+    /// restored it: powering it off would lose what ran in it. Nothing when it is not running.
+    public func keepInSave() async throws {
+        guard let d = try await connection.domain(named: spec.name) else { return }
+        defer { d.close() }
+        guard try await d.isActive() else { return }
+        let save = spec.files.compactSave
+        do { try await d.save(to: save) } catch { unlink(save); throw error }
+        chmod(save, 0o600)
     }
 
     /// Reads the guest's wall clock over SSH between two readings of the host's (after the
