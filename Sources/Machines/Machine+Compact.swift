@@ -55,8 +55,7 @@ extension Machine {
         let save = spec.files.compactSave, lean = save + ".lean"
         unlink(save); unlink(lean)
         let began = ContinuousClock.now
-        do { try await d.save(to: save) } catch { unlink(save); throw error }
-        chmod(save, 0o600)
+        try await Self.save(d, to: save)
         // From here the guest lives only in `save`: it is kept as libvirt wrote it until a
         // restore succeeded, and the restore is tried whatever the caller's cancellation says.
         let memoryMiB = spec.memoryMiB
@@ -95,13 +94,12 @@ extension Machine {
     /// killed between the save and the restore), restored into a new QEMU: the same boot
     /// goes on, its clock stepped over SSH, which also proves the pinned host key. The save
     /// goes once the restore succeeded (the guest then changes its disk, so the save no longer
-    /// matches it). False when there is no save. A save that does not restore is kept and
+    /// matches it). A save that does not restore is kept and
     /// the error says how to go on: the guest lives nowhere else, and a failure such as too
     /// little host memory passes. If the restored guest cannot be proven (no SSH by
     /// `deadline`, a cancellation), it is put back into a save before the error goes on.
-    func resumeCompactSave(deadline: ContinuousClock.Instant, onNote: @Sendable (String) -> Void) async throws -> Bool {
+    func resumeCompactSave(deadline: ContinuousClock.Instant, onNote: @Sendable (String) -> Void) async throws {
         let save = spec.files.compactSave
-        guard FileManager.default.fileExists(atPath: save) else { return false }
         unlink(save + ".lean")
         let target = try sshTarget()
         do {
@@ -122,7 +120,6 @@ extension Machine {
         }
         onNote("\(spec.hostname): restored from the save an unfinished `compact` kept (the same boot goes on; its clock stepped by "
                + String(format: "%+.1f s)", step))
-        return true
     }
 
     /// Puts a running guest (back) into its compact save: the domain stops and the guest
@@ -132,7 +129,11 @@ extension Machine {
         guard let d = try await connection.domain(named: spec.name) else { return }
         defer { d.close() }
         guard try await d.isActive() else { return }
-        let save = spec.files.compactSave
+        try await Self.save(d, to: spec.files.compactSave)
+    }
+
+    /// Saves the running guest of `d` to `save` (root's alone); a save that fails leaves no file.
+    static func save(_ d: Domain, to save: String) async throws {
         do { try await d.save(to: save) } catch { unlink(save); throw error }
         chmod(save, 0o600)
     }

@@ -78,10 +78,9 @@ public struct Machine: Sendable {
         case .stopped:
             if let pin = spec.login.hostKey, FileManager.default.fileExists(atPath: spec.files.compactSave) {
                 try await progress(Progress(phase: .booting, hostKey: pin))
-                if try await resumeCompactSave(deadline: deadline, onNote: onNote) {
-                    try await progress(Progress(phase: .verified, hostKey: pin))
-                    return (.resumed, pin)
-                }
+                try await resumeCompactSave(deadline: deadline, onNote: onNote)
+                try await progress(Progress(phase: .verified, hostKey: pin))
+                return (.resumed, pin)
             }
         }
         guard let pin = machine.spec.login.hostKey else {
