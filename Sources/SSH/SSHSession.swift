@@ -155,14 +155,15 @@ public final class SSHSession: Sendable {
     }
 
     /// Waits until the socket is ready in the direction libssh2 is blocked on.
-    /// `also`: directions an earlier call in the same round was blocked on.
-    private func waitSocket(_ s: OpaquePointer, deadline: ContinuousClock.Instant, what: String, also: Int32 = 0) throws {
+    /// `also`: directions an earlier call in the same round was blocked on. Past `deadline`
+    /// it throws `late`: the caller's error, which names the limit that was set.
+    private func waitSocket(_ s: OpaquePointer, deadline: ContinuousClock.Instant, late: SSHError, also: Int32 = 0) throws {
         let dir = libssh2_session_block_directions(s) | also
         var events: Int16 = 0
         if dir & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
         if dir & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
         if events == 0 { events = Int16(POLLIN) }
-        if ContinuousClock.now >= deadline { throw SSHError(.timeout, what, "timed out") }
+        if ContinuousClock.now >= deadline { throw late }
         var p = pollfd(fd: fd, events: events, revents: 0)
         _ = poll(&p, 1, Int32(min(Self.millisLeft(deadline), 1000)))
     }
@@ -259,11 +260,11 @@ public final class SSHSession: Sendable {
             if channel == nil {
                 let rc = libssh2_session_last_errno(s)
                 guard rc == LIBSSH2_ERROR_EAGAIN else { throw SSHError.last(s, what, code: rc) }
-                try waitSocket(s, deadline: deadline, what: what)
+                try waitSocket(s, deadline: deadline, late: late)
             }
         }
         defer { libssh2_channel_free(channel) }
-        try retrying(s, deadline, what) { vmctl_ssh2_channel_exec(channel, command) }
+        try retrying(s, deadline, late) { vmctl_ssh2_channel_exec(channel, command) }
 
         // A capture that is full ends the command, named as this command.
         func deliver(_ sink: (Data) throws -> Void, _ piece: Data) throws {
@@ -308,19 +309,20 @@ public final class SSHSession: Sendable {
             if n2 < 0 && n2 != Int(LIBSSH2_ERROR_EAGAIN) { throw SSHError.last(s, what, code: Int32(n2)) }
             if progressed || n1 > 0 || n2 > 0 { continue }
             if eofSent && libssh2_channel_eof(channel) == 1 { break }
-            try waitSocket(s, deadline: deadline, what: what, also: writeBlocked)
+            try waitSocket(s, deadline: deadline, late: late, also: writeBlocked)
         }
-        try retrying(s, deadline, what) { libssh2_channel_close(channel) }
-        try retrying(s, deadline, what) { libssh2_channel_wait_closed(channel) }
+        try retrying(s, deadline, late) { libssh2_channel_close(channel) }
+        try retrying(s, deadline, late) { libssh2_channel_wait_closed(channel) }
         return libssh2_channel_get_exit_status(channel)
     }
 
-    private func retrying(_ s: OpaquePointer, _ deadline: ContinuousClock.Instant, _ what: String,
+    /// `call` until it is done, waiting on the socket while it would block; `late` past `deadline`.
+    private func retrying(_ s: OpaquePointer, _ deadline: ContinuousClock.Instant, _ late: SSHError,
                           _ call: () -> Int32) throws {
         while true {
             let rc = call()
-            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(s, deadline: deadline, what: what); continue }
-            if rc < 0 { throw SSHError.last(s, what, code: rc) }
+            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(s, deadline: deadline, late: late); continue }
+            if rc < 0 { throw SSHError.last(s, late.operation, code: rc) }
             return
         }
     }
