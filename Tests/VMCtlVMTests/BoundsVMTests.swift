@@ -9,7 +9,7 @@ import Testing
 /// A guest that never stops printing cannot hold vmctl past its time limit or grow it
 /// without bound (same serialized suite as the other VM tests).
 extension RealVMTests {
-    @Test("bounded: exec --timeout 10s -- yes ends on time with bounded memory; ssh streams 20 MiB; a 20 MiB capture is refused at 16 MiB")
+    @Test("bounded: exec --timeout 10s -- yes ends on time with bounded memory, and a silent command at its limit too; ssh streams 20 MiB; a 20 MiB capture is refused at 16 MiB")
     func boundedOutput() async throws {
         try await VMFixture.ensureImage()
         let name = "it-bounds"
@@ -24,6 +24,11 @@ extension RealVMTests {
             #expect(yes.seconds >= 9 && yes.seconds < 40, "took \(yes.seconds) s")
             #expect(yes.outBytes > 1 << 20, "only \(yes.outBytes) bytes streamed")
             #expect(yes.maxRSSKiB > 0 && yes.maxRSSKiB < 200 * 1024, "max RSS \(yes.maxRSSKiB) KiB")
+
+            // A command that prints nothing meets its deadline while vmctl waits on the socket:
+            // the same error, naming the limit.
+            let quiet = try await VMFixture.vmctl(["cluster", "exec", "--name", name, "--timeout", "3s", "--", "sleep 60"])
+            #expect(quiet.status == 1 && quiet.err.contains("timed out after 3 s (--timeout sets the limit)"), "\(quiet.err)")
 
             let ssh = try await Self.measured(["cluster", "ssh", "--name", name, "node1", "--timeout", "5s", "--", "yes"])
             #expect(ssh.status == 1 && ssh.err.contains("timed out after 5 s"), "\(ssh.err)")
