@@ -32,6 +32,14 @@ extension ClusterManager {
             let active = try await activeDomains(connection, s)
             // QEMU's stream netdev does not reconnect: running nodes on a restarted switch boot again.
             let cut = Set(cutOff(s, active: active, switchWasDead: switchWasDead).map(\.name))
+            let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
+            // Nodes whose guest an unfinished `compact` left in its save: `ensure` restores them,
+            // once every such save is known to still match its disk (before any node is touched:
+            // a running node to be restarted has run from its disk since any save it has).
+            let kept = Set(stopped.filter { FileManager.default.fileExists(atPath: $0.files.compactSave) }.map(\.name))
+            for plan in stopped where kept.contains(plan.name) {
+                try Machine.checkCompactSave(plan.files, hostname: plan.name, running: active.contains(plan.domainName))
+            }
             if !cut.isEmpty {
                 let names = cut.sorted().joined(separator: ", ")
                 events(.note(switchWasDead
@@ -41,14 +49,11 @@ extension ClusterManager {
                 try await powerOffForRestart(s.nodes.map(\.plan).filter { cut.contains($0.name) }, state: s, connection: connection,
                                              image: image, writer: writer)
             }
-            let stopped = s.nodes.map(\.plan).filter { !active.contains($0.domainName) || cut.contains($0.name) }
             if stopped.isEmpty {
                 events(.note("cluster \(s.name): all \(s.nodes.count) nodes already running", elapsed: elapsed()))
                 try await writer.update { $0.phase = .running }
                 return await writer.state
             }
-            // Nodes whose guest an unfinished `compact` left in its save: `ensure` restores them.
-            let kept = Set(stopped.filter { FileManager.default.fileExists(atPath: $0.files.compactSave) }.map(\.name))
             do {
                 try await bootAll(stopped, state: s, connection: connection, image: image, writer: writer,
                                   deadline: .now + options.timeout, elapsed: elapsed, events: events)

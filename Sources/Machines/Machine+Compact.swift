@@ -100,6 +100,7 @@ extension Machine {
     /// `deadline`, a cancellation), it is put back into a save before the error goes on.
     func resumeCompactSave(deadline: ContinuousClock.Instant, onNote: @Sendable (String) -> Void) async throws {
         let save = spec.files.compactSave
+        try Self.checkCompactSave(spec.files, hostname: spec.hostname)
         unlink(save + ".lean")
         let target = try sshTarget()
         do {
@@ -120,6 +121,35 @@ extension Machine {
         }
         onNote("\(spec.hostname): restored from the save an unfinished `compact` kept (the same boot goes on; its clock stepped by "
                + String(format: "%+.1f s)", step))
+    }
+
+    /// Refuses a save `compact` kept that no longer matches the machine's disk: one the disk
+    /// was written after (by more than `slack`), or any while the domain runs (`running`). A
+    /// guest writes its disk as it runs, so a disk newer than the save means the domain ran
+    /// from it since: booted outside vmctl (`virsh start`), or left running when vmctl was
+    /// killed between a restore and the save's removal. Restoring the save would then put a
+    /// guest whose page cache and filesystem state are older than its disk back on it, and
+    /// corrupt the filesystem. Libvirt finishes a save (its header) after the guest's last
+    /// write, and a restore does not write the disk until the guest runs, so a save vmctl or
+    /// libvirt made is never refused. The save is kept: the user decides.
+    public static func checkCompactSave(_ files: MachineFiles, hostname: String, running: Bool = false,
+                                        slack: TimeInterval = 2) throws {
+        func modified(_ path: String) -> Date? {
+            (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        }
+        guard let saved = modified(files.compactSave) else { return }
+        let at = { (d: Date) in d.formatted(.iso8601) }
+        let why: String
+        if running {
+            why = "it runs from its disk, and the save an unfinished `compact` kept in \(files.compactSave) (\(at(saved))) is older"
+        } else if let written = modified(files.disk), written.timeIntervalSince(saved) > slack {
+            why = "its disk was written at \(at(written)), after the save an unfinished `compact` kept in \(files.compactSave) "
+                + "(\(at(saved))): the domain has run from its disk since"
+        } else {
+            return
+        }
+        throw VMCtlError(.wrongState, message: "\(hostname): \(why), so the save no longer matches the disk, and restoring it would "
+            + "corrupt the node's filesystem. It is not restored, and kept: remove it to boot the node from its disk")
     }
 
     /// Puts a running guest (back) into its compact save: the domain stops and the guest

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Machines
+import VMCtlSupport
 
 @Suite("compact: the guest's clock is stepped by what the host measured")
 struct CompactTests {
@@ -38,5 +39,39 @@ struct CompactTests {
             let t = try #require(Double(words[3].dropFirst()))
             #expect(t >= before + step - 0.01 && t <= after + step + 0.01, "\(t) vs \(before)…\(after) + \(step)")
         }
+    }
+
+    /// A kept save is refused once its disk was written after it (by more than the slack): the
+    /// domain ran from the disk since, and restoring the save would corrupt the filesystem.
+    @Test("a kept save older than its disk's last write is refused (wrong-state) and kept; one as recent is not")
+    func staleSave() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("compact-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let files = MachineFiles(directory: dir)
+        func write(_ path: String, at t: Date) throws {
+            try Data("x".utf8).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.setAttributes([.modificationDate: t], ofItemAtPath: path)
+        }
+        let t = Date(timeIntervalSince1970: 1_800_000_000)
+        try write(files.disk, at: t)
+        // No save: nothing to check.
+        try Machine.checkCompactSave(files, hostname: "node1")
+        // Saved after the disk's last write, or within the slack before it: restorable.
+        try write(files.compactSave, at: t.addingTimeInterval(5))
+        try Machine.checkCompactSave(files, hostname: "node1")
+        try write(files.compactSave, at: t.addingTimeInterval(-1.5))
+        try Machine.checkCompactSave(files, hostname: "node1")
+        // The disk written 10 s after the save: refused, naming the save; the save stays.
+        try write(files.compactSave, at: t.addingTimeInterval(-10))
+        let e = #expect(throws: VMCtlError.self) { try Machine.checkCompactSave(files, hostname: "node1") }
+        #expect(e?.code == .wrongState)
+        #expect(e?.message.contains("node1: its disk was written at") == true && e?.message.contains(files.compactSave) == true,
+                "\(e?.message ?? "")")
+        #expect(FileManager.default.fileExists(atPath: files.compactSave))
+        // While the domain runs, any save is older than what runs from the disk.
+        try write(files.compactSave, at: t.addingTimeInterval(5))
+        let running = #expect(throws: VMCtlError.self) { try Machine.checkCompactSave(files, hostname: "node1", running: true) }
+        #expect(running?.code == .wrongState && running?.message.contains("node1: it runs from its disk") == true)
     }
 }

@@ -67,7 +67,7 @@ struct RealVMTests {
         }
     }
 
-    @Test("cluster: up 2 → test (node to node by name) → exec → down → start → compact (same boot, clock stepped, test passes, QEMU smaller) → start restores an unfinished compact's save (one that does not restore is kept, the restored one saved again) → clean, nothing left")
+    @Test("cluster: up 2 → test (node to node by name) → exec → down → start → compact (same boot, clock stepped, test passes, QEMU smaller) → start restores an unfinished compact's save (one that does not restore is kept, the restored one saved again; one its disk was written after is refused and kept) → clean, nothing left")
     func clusterLifecycle() async throws {
         try await VMFixture.ensureImage()
         let name = "it-two"
@@ -181,6 +181,47 @@ struct RealVMTests {
             #expect(idsMixed.count == 2 && idsMixed.first?.stdout == idsBefore.first?.stdout && idsMixed.last?.stdout.count == 37
                     && idsMixed.last?.stdout != idsBefore.last?.stdout, "\(idsMixed)")
             #expect(!FileManager.default.fileExists(atPath: node1.files.compactSave))
+            // A save its disk was written after no longer matches it: here node2's, saved by
+            // virsh and then booted from its disk by virsh (outside vmctl), until the guest wrote
+            // the disk. `start` refuses it (restoring it would corrupt the filesystem) before
+            // any node is touched, and keeps it.
+            func modified(_ path: String) -> Date? {
+                (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+            }
+            try HypervisorTarget.linkShortRoot(root)
+            let uri = HypervisorTarget.embedded(root: root).uri
+            let saved2 = try await VMFixture.run("/usr/bin/virsh", ["-c", uri, "save", node2.domainName, node2.files.compactSave])
+            let savedAt = try #require(modified(node2.files.compactSave), "virsh save node2:\n\(saved2)")
+            let outside = try await VMFixture.run("/usr/bin/virsh", ["-c", uri, "start", node2.domainName])
+            HypervisorTarget.unlinkShortRoot(root)
+            try #require(outside.contains("started"), "virsh start node2:\n\(outside)")
+            // The QEMU virsh started is ended by its PID (another virsh on this embedded root
+            // would not get its monitor back and kill it, as the daemon's reconnect does).
+            let pidText = (try? String(contentsOfFile: "\(root)/run/qemu/\(node2.domainName).pid", encoding: .utf8)) ?? ""
+            let qemu = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)), "no pid file: '\(pidText)'")
+            let cmdline = String(decoding: (FileManager.default.contents(atPath: "/proc/\(qemu)/cmdline") ?? Data()).map { $0 == 0 ? 32 : $0 },
+                                 as: UTF8.self)
+            try #require(cmdline.contains("guest=\(node2.domainName),"), "pid \(qemu) is not node2's QEMU: \(cmdline.prefix(120))")
+            let written = ContinuousClock.now + .seconds(300)
+            while ContinuousClock.now < written, (modified(node2.files.disk) ?? .distantPast) <= savedAt.addingTimeInterval(3) {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            kill(qemu, SIGTERM)
+            let gone = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < gone, kill(qemu, 0) == 0 { try await Task.sleep(for: .milliseconds(200)) }
+            let serial = (try? String(contentsOfFile: node2.files.serialLog, encoding: .utf8)) ?? ""
+            let unwritten = "node2's disk was not written by its boot outside vmctl (saved \(savedAt), disk "
+                + "\(String(describing: modified(node2.files.disk)))):\n\(serial.suffix(2000))"
+            try #require((modified(node2.files.disk) ?? .distantPast) > savedAt.addingTimeInterval(3), "\(unwritten)")
+            try #require(kill(qemu, 0) != 0, "node2's QEMU (pid \(qemu)) did not end on SIGTERM")
+            let saveSize = (try? FileManager.default.attributesOfItem(atPath: node2.files.compactSave))?[.size] as? UInt64
+            let stale = try await VMFixture.vmctl(["cluster", "start", "--name", name])
+            #expect(stale.status == 2 && stale.err.contains("node2: its disk was written at") && stale.err.contains(node2.files.compactSave)
+                    && stale.err.contains("would corrupt"), "start with a save older than its disk:\n\(stale.out)\n\(stale.err)")
+            #expect(modified(node2.files.compactSave) == savedAt && saveSize != nil
+                    && (try? FileManager.default.attributesOfItem(atPath: node2.files.compactSave))?[.size] as? UInt64 == saveSize)
+            #expect(!VMFixture.leftovers(cluster: name).contains { $0.contains("guest=\(node2.domainName)") }, "\(VMFixture.leftovers(cluster: name))")
+            unlink(node2.files.compactSave)
             // A stopped node is refused before any node is touched.
             let down2 = try await VMFixture.vmctl(["cluster", "down", "--name", name])
             #expect(down2.status == 0, "\(down2.err)")

@@ -17,7 +17,9 @@ struct ClusterCompact: AsyncParsableCommand {
             does; see README, Density). SSH sessions and other connections through the node's \
             forwarded ports are cut. A node whose restore failed (or whose compact was killed \
             between the save and the restore) keeps its guest in the save: `vmctl cluster start` \
-            restores it from there.
+            restores it from there, unless its disk was written after the save (the domain was \
+            booted outside vmctl): such a save is refused and kept, since restoring it would \
+            corrupt the filesystem.
             EXAMPLES:
               vmctl cluster up 3 --cold && vmctl cluster compact
               vmctl cluster compact node2 --name lab
