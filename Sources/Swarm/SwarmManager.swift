@@ -59,6 +59,16 @@ public struct SwarmManager: Sendable {
     /// Which node runs which service, chosen at `up` and kept until `down`.
     public struct Placement: Codable, Sendable, Equatable {
         public var services: [String: String]
+
+        /// The node `service` is placed on. A placement read back from `file` that places no
+        /// node for it (edited, or written by another version) is `wrong-state`, naming the file.
+        public func node(for service: String, file: String) throws -> String {
+            guard let node = services[service] else {
+                throw VMCtlError(.wrongState, message: "\(file) places no node for \(service): remove it (`vmctl swarm CASE down` "
+                    + "removes it too) and deploy again")
+            }
+            return node
+        }
     }
 
     func placementPath(_ c: Case) -> String { "\(ClusterPaths(state: clusters.state, name: name).directory)/swarm-\(c.rawValue).json" }
@@ -251,13 +261,16 @@ public struct SwarmManager: Sendable {
             try await prepareRunner(s, on: node, events: events)
             if let media { try await copyMedia(s, media, to: node, events: events) }
         }
-        try AtomicFile.writeJSON(p, to: placementPath(c))
-        var env = c.webServices.enumerated().map { i, svc in "NODE_\(["A", "B", "C", "D"][i])=\(p.services[svc]!)" }
-        if let runner = c.runner { env.append("NODE_RUNNER=\(p.services[runner]!)") }
+        let placementFile = placementPath(c)
+        let nodeOf = { (svc: String) throws -> String in try p.node(for: svc, file: placementFile) }
+        var env = try c.webServices.enumerated().map { i, svc in "NODE_\(["A", "B", "C", "D"][i])=\(try nodeOf(svc))" }
+        if let runner = c.runner { env.append("NODE_RUNNER=\(try nodeOf(runner))") }
+        let placed = try c.services.map { "\($0) on \(try nodeOf($0))" }
+        try AtomicFile.writeJSON(p, to: placementFile)
         for k in ["WEB_IMAGE", "RUNNER_ACCEL", "RUNNER_MEMORY"] {
             if let v = ProcessInfo.processInfo.environment[k], !v.isEmpty { env.append("\(k)=\(v)") }
         }
-        events("deploying \(c.rawValue): " + c.services.map { "\($0) on \(p.services[$0]!)" }.joined(separator: ", "))
+        events("deploying \(c.rawValue): " + placed.joined(separator: ", "))
         try await run(s, "sudo env \(env.map(Self.quote).joined(separator: " ")) docker stack deploy --resolve-image never "
                       + "--compose-file - \(c.rawValue) >/dev/null", input: stack)
         try await waitRunning(s, c, timeout: timeout)

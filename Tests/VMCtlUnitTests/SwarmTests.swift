@@ -24,6 +24,16 @@ struct SwarmTests {
         }
     }
 
+    @Test("a kept placement file that places no node for a service is wrong-state naming the file, not a crash")
+    func placementMissingService() throws {
+        let file = "/state/clusters/sw/swarm-case01.json"
+        let kept = try JSONDecoder().decode(SwarmManager.Placement.self, from: Data(#"{"services":{"web-a":"node1"}}"#.utf8))
+        #expect(try kept.node(for: "web-a", file: file) == "node1")
+        #expect { try kept.node(for: "vm-runner", file: file) } throws: {
+            ($0 as? VMCtlError)?.code == .wrongState && "\($0)".contains(file) && "\($0)".contains("vm-runner")
+        }
+    }
+
     @Test("case01: web services on distinct nodes, the runner on a vm-capable node; none capable: any node, with a note")
     func runnerPlacement() throws {
         var rng = SystemRandomNumberGenerator()
