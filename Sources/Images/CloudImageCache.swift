@@ -110,11 +110,11 @@ public struct CloudImageCache: Sendable {
     /// cannot resume). With `progress`, curl's bar goes to stderr.
     static func curl(_ url: String, to output: String, resume: Bool, progress: Bool) async throws {
         let args = curlArguments(url, output: output, resume: resume && size(output) > 0, progress: progress)
-        var (status, err) = try await onOwnThread("fetch.curl") { try runCurl(args, progress: progress) }
-        // 33: the server does not do ranges; 36: bad resume offset; 416: range past the end.
-        if resume, [33, 36].contains(status) || err.contains("416") {
+        var (status, err, http) = try await onOwnThread("fetch.curl") { try runCurl(args, progress: progress) }
+        // curl 33: the server does not do ranges; 36: bad resume offset; HTTP 416: range past the end.
+        if resume, [33, 36].contains(status) || http == 416 {
             unlink(output)
-            (status, err) = try await onOwnThread("fetch.curl") { try runCurl(curlArguments(url, output: output, resume: false, progress: progress), progress: progress) }
+            (status, err, http) = try await onOwnThread("fetch.curl") { try runCurl(curlArguments(url, output: output, resume: false, progress: progress), progress: progress) }
         }
         guard status == 0 else {
             throw VMCtlError("download of \(url) failed (curl exit \(status): \(err.trimmingCharacters(in: .whitespacesAndNewlines)))"
@@ -123,25 +123,30 @@ public struct CloudImageCache: Sendable {
     }
 
     static func curlArguments(_ url: String, output: String, resume: Bool, progress: Bool) -> [String] {
-        var a = ["-fL", "--connect-timeout", "20", "--retry", "2", "-o", output]
+        // The body goes to `output`; stdout carries only the last response's HTTP status.
+        var a = ["-fL", "--connect-timeout", "20", "--retry", "2", "-o", output, "--write-out", "%{http_code}"]
         a += progress ? ["-#"] : ["-sS"]
         if resume { a += ["-C", "-"] }
         return a + ["--", url]
     }
 
-    /// Runs curl; its stderr goes to the terminal when `progress` (the bar), else is returned.
-    static func runCurl(_ args: [String], progress: Bool) throws -> (Int32, String) {
+    /// Runs curl: its exit status, its stderr (unless `progress`: then the bar goes to the
+    /// terminal) and the HTTP status it printed (`--write-out`; nil when none came).
+    static func runCurl(_ args: [String], progress: Bool) throws -> (status: Int32, stderr: String, http: Int?) {
         if !progress {
             let o = try Command("curl", args).run()
-            return (o.status, o.stderr)
+            return (o.status, o.stderr, Int(o.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try Command.require("curl"))
         p.arguments = args
         p.standardInput = FileHandle.nullDevice
+        let out = Pipe()
+        p.standardOutput = out
         try p.run()
+        let printed = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (p.terminationStatus, "")
+        return (p.terminationStatus, "", Int(String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
     /// Checks the checksum file's signature with gpgv against the first keyring that exists,

@@ -79,6 +79,17 @@ struct CloudFetchTests {
         // Cached: no download again.
         #expect(try await cache.fetch(e, progress: false).downloaded == false)
 
+        // A partial copy longer than the file: the server answers the Range with HTTP 416, read
+        // from curl's --write-out, and the download starts again from zero.
+        cache.remove(e)
+        var junk = bytes
+        junk.append(Data(repeating: 7, count: 4096))
+        try junk.write(to: URL(fileURLWithPath: cache.partialPath(of: e)))
+        let again = try await cache.fetch(e, progress: false)
+        #expect(again.downloaded && again.sha256 == sum, "\(again)")
+        let retried = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").suffix(2)
+        #expect(retried == ["GET disk.qcow2 range=bytes=\(junk.count)-", "GET disk.qcow2 range=None"], "\(retried)")
+
         // Fedora's clearsigned format: its signed body is read; no keyring, so the signature is said to be unchecked.
         cache.remove(e)
         let fedora = Self.entry(port: server.port, file: "disk.qcow2", sums: "CHECKSUM", format: .fedora)
