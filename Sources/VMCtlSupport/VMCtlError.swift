@@ -139,5 +139,5 @@ import Blocking
 
 /// The path of a tool, or an error naming the package that provides it.
 public func locateTool(_ name: String) throws -> String {
-    do { return try Command.require(name) } catch { throw VMCtlError("\(error)") }
+    do { return try Command.require(name) } catch { throw VMCtlError(.failure, message: "\(error)", cause: error) }
 }
