@@ -1,6 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// The layers above Machines: a member is visible only in a file that imports its module.
+let upperLayer: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "vmctl",
     platforms: [.macOS(.v14)],
@@ -28,7 +31,12 @@ let package = Package(
         // NoCloud meta-data / user-data / network-config and the seed ISO.
         .target(name: "CloudInit", dependencies: ["Blocking", .product(name: "Yams", package: "Yams")]),
         // Layers, each seeing only those below it:
-        //   VMCtlSupport → Images → Machines → Clusters | Media | VNodes   (later Swarm, Repave, Site beside Clusters)
+        //   VMCtlSupport → Images → Machines → Clusters | Media | VNodes → Swarm (on Clusters) → VMCtlCommands
+        // (later Repave and Site beside Clusters, on Machines). Machines is the only road to
+        // libvirt: it imports Libvirt `internal`ly (SE-0409), so no libvirt type crosses its
+        // public API, and the targets above it build with MemberImportVisibility (SE-0444) and,
+        // from the Makefile, `--explicit-target-dependency-import-check error`: a libvirt call
+        // above Machines does not build.
         // The support layer: the error type, state dir, atomic files, file locks, file modes for QEMU.
         .target(name: "VMCtlSupport", dependencies: ["Blocking"]),
         // Recipes, staged image builds, the image store.
@@ -43,33 +51,33 @@ let package = Package(
             "VMCtlSupport", "Images", "Libvirt", "SSH", "CloudInit", "Blocking", "CHost",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // N-node clusters over machines: spec, state, allocation, bootstrap, checks.
-        .target(name: "Clusters", dependencies: [
-            "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "CloudInit", "Blocking",
-            .product(name: "Yams", package: "Yams"),
-        ]),
+        // N-node clusters over machines: plan, spec, state, lock, allocation, bootstrap, checks.
+        .target(name: "Clusters", dependencies: ["VMCtlSupport", "Images", "Machines", "SSH", "Blocking"],
+                swiftSettings: upperLayer),
         // vnodes: fresh VMs from pools of names, on cloud images, in parallel (seed 004).
         .target(name: "VNodes", dependencies: [
-            "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "Blocking",
+            "VMCtlSupport", "Images", "Machines", "SSH",
             .product(name: "Yams", package: "Yams"),
-        ]),
-        // Docker Swarm on cluster nodes and seed 000's cases (stacks/).
-        .target(name: "Swarm", dependencies: ["VMCtlSupport", "Images", "Clusters", "SSH"]),
+        ], swiftSettings: upperLayer),
+        // Docker Swarm and seed 000's cases (stacks/), a layer above Clusters: a swarm's nodes
+        // are a cluster's, made and reached through ClusterManager's public verbs.
+        .target(name: "Swarm", dependencies: ["VMCtlSupport", "Images", "Clusters", "SSH"], swiftSettings: upperLayer),
         // Bootable media for real machines: USB disk, installer ISO, their verification in QEMU.
         // The installer's shell script is a file of its own, compiled into the binary.
         .target(name: "Media", dependencies: [
-            "VMCtlSupport", "Images", "Machines", "Libvirt", "SSH", "CloudInit", "Blocking",
-        ], resources: [.embedInCode("Resources/vmctl-installer.sh")]),
+            "VMCtlSupport", "Images", "Machines", "SSH", "CloudInit", "Blocking",
+        ], resources: [.embedInCode("Resources/vmctl-installer.sh")], swiftSettings: upperLayer),
         // One file per leaf command.
         .target(name: "VMCtlCommands", dependencies: [
-            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Swarm", "Libvirt", "SSH", "CloudInit", "Blocking",
+            "VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Swarm", "Blocking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"]),
+        ], swiftSettings: upperLayer),
+        .executableTarget(name: "vmctl", dependencies: ["VMCtlCommands"], swiftSettings: upperLayer),
 
         // Fast tier: no hypervisor needed (libvirt's test:///default driver at most).
         .testTarget(name: "VMCtlUnitTests", dependencies: ["VMCtlSupport", "Images", "Machines", "Clusters", "Media", "VNodes", "Swarm",
-                                                         "VMCtlCommands", "Libvirt", "SSH", "CloudInit", "Blocking",
+                                                         "VMCtlCommands", "Libvirt", "CLibvirt", "SSH", "CloudInit", "Blocking",
+                                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                                          .product(name: "Yams", package: "Yams"),
                                                          .product(name: "Crypto", package: "swift-crypto")]),
         // Slow tier: real QEMU through real libvirt, real SSH, real cloud-init.

@@ -1,6 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
 import Machines
 
 /// Chooses ports and subnets that no other cluster uses and nothing on the host holds; MACs

@@ -1,6 +1,4 @@
 import Foundation
-import VMCtlSupport
-import Images
 import Machines
 
 /// Progress from cluster operations, rendered as a live table, plain lines or JSON lines.

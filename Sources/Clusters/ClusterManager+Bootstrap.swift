@@ -1,8 +1,8 @@
 import Foundation
+import Machines
 import SSH
 import VMCtlSupport
 import Images
-import Machines
 
 extension ClusterManager {
     /// The nodes as bootstrap steps and checks see them, with the facts learned so far.

@@ -1,5 +1,4 @@
 import Foundation
-import Libvirt
 import VMCtlSupport
 import Machines
 

@@ -1,10 +1,7 @@
-import Blocking
 import Foundation
-import Libvirt
+import Machines
 import SSH
 import VMCtlSupport
-import Images
-import Machines
 
 extension ClusterManager {
     /// Attaches the terminal to a node's serial console through libvirt until Ctrl-]
@@ -19,16 +16,8 @@ extension ClusterManager {
         let plan = try select(s, [node])[0]
         let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster console \(plan.name)")
         defer { lock.release() }
-        let connection = try await target(of: s).open()
-        try await connection.closing { connection in
-            guard let d = try await connection.domain(named: plan.domainName) else {
-                throw VMCtlError(.wrongState, message: "\(plan.name) is not running: `vmctl cluster start --name \(name)`")
-            }
-            defer { d.close() }
-            guard try await d.isActive() else {
-                throw VMCtlError.usage("\(plan.name) is not running: `vmctl cluster start --name \(name)`")
-            }
-            try await SerialConsole.attach(d, name: plan.name)
+        try await connected(s) { connection in
+            try await machine(s, plan, connection: connection, image: nil).attachConsole(hint: "`vmctl cluster start --name \(name)`")
         }
     }
 

@@ -1,9 +1,5 @@
-import Blocking
 import Foundation
-import Libvirt
 import SSH
-import VMCtlSupport
-import Images
 import Machines
 
 /// One node's answer to `cluster exec`.
@@ -101,17 +97,14 @@ extension ClusterManager {
     /// Live per-node status: from libvirt when no other vmctl holds the cluster, else from state.
     public func status(_ name: String) async throws -> (ClusterState, [NodeStatus]) {
         let s = try existing(name)
-        var live: [String: Domain.State] = [:]
+        var live: [String: Machine.PowerState] = [:]
         if !ClusterLock.isHeld(state: state, name: name), let lock = try? ClusterLock.acquire(state: state, name: name, purpose: "cluster status") {
             defer { lock.release() }
-            if let connection = try? await target(of: s).open() {
-                let names = s.nodes.map(\.plan.domainName)
+            if let connection = try? await host(of: s).connect() {
                 do {
-                    var m: [String: Domain.State] = [:]
-                    for n in names {
-                        guard let d = try await connection.domain(named: n) else { continue }
-                        defer { d.close() }
-                        m[n] = try await d.state()
+                    var m: [String: Machine.PowerState] = [:]
+                    for n in s.nodes {
+                        m[n.plan.domainName] = try await machine(s, n.plan, connection: connection, image: nil).powerState()
                     }
                     live = m
                 } catch {}

@@ -1,9 +1,6 @@
-import Blocking
 import Foundation
-import Libvirt
-import SSH
-import VMCtlSupport
 import Images
+import VMCtlSupport
 import Machines
 
 extension ClusterManager {
@@ -75,15 +72,11 @@ extension ClusterManager {
         }
     }
 
-    /// Names of the cluster's domains that are running now.
-    func activeDomains(_ connection: Connection, _ s: ClusterState) async throws -> Set<String> {
-        let names = s.nodes.map(\.plan.domainName)
+    /// Names of the cluster's domains that are running now (`Machine.status`: never a dead QEMU).
+    func activeDomains(_ connection: HostConnection, _ s: ClusterState) async throws -> Set<String> {
         var out = Set<String>()
-        for n in names {
-            if let d = try await connection.domain(named: n) {
-                defer { d.close() }
-                if try await d.isActive() { out.insert(n) }
-            }
+        for n in s.nodes where try await machine(s, n.plan, connection: connection, image: nil).status() == .running {
+            out.insert(n.plan.domainName)
         }
         return out
     }
@@ -101,7 +94,7 @@ extension ClusterManager {
         }
     }
 
-    private func downLocked(_ s: ClusterState, connection: Connection, grace: Duration,
+    private func downLocked(_ s: ClusterState, connection: HostConnection, grace: Duration,
                             events: @escaping ClusterEventSink) async throws {
         let clock = ContinuousClock.now
         let writer = StateWriter(s, path: paths(s.name).stateFile)
@@ -144,9 +137,9 @@ extension ClusterManager {
         let own = paths(name).directory
         var removedViaLibvirt = false
         if target.embeddedRoot == nil || FileManager.default.fileExists(atPath: target.embeddedRoot! + "/etc") {
-            if let connection = try? await target.open() {
+            if let connection = try? await MachineHost(target).connect() {
                 let state = self.state
-                removedViaLibvirt = (try? await MachineHost.removeDomains(on: connection) {
+                removedViaLibvirt = (try? await connection.removeMachines {
                     Self.belongs($0, cluster: name, state: state)
                 }) != nil
                 await connection.close()

@@ -1,7 +1,6 @@
 import Foundation
-import Libvirt
-import VMCtlSupport
 import Machines
+import VMCtlSupport
 
 extension ClusterManager {
     /// What a node's balloon says: the memory the guest may use now, what it has free, and
@@ -27,24 +26,8 @@ extension ClusterManager {
                     + "(a guest cannot grow past its boot size; `cluster clean` and `up --memory` for more), got \(mib) MiB")
             }
             return try await connected(s) { connection in
-                guard let d = try await connection.domain(named: plan.domainName) else {
-                    throw VMCtlError(.notFound, message: "\(plan.name) has no domain: `vmctl cluster start --name \(s.name)`")
-                }
-                defer { d.close() }
-                guard try await d.isActive() else {
-                    throw VMCtlError(.wrongState, message: "\(plan.name) is not running: `vmctl cluster start --name \(s.name)` first")
-                }
-                guard try await d.xml().contains("<memballoon model='virtio'") else {
-                    throw VMCtlError(.wrongState, message: "\(plan.name) was booted without a balloon (VMCTL_BALLOON=0 or an older vmctl); "
-                        + "it gets one at its next boot (`cluster down` and `start`)")
-                }
-                try await d.setMemory(kiB: UInt(mib) * 1024)
-                // The guest's balloon driver moves in steps: wait (bounded) until it got there.
-                var stats = try await d.memoryStats()
-                for _ in 0..<50 where (stats["actual"] ?? 0) != UInt64(mib) * 1024 {
-                    try await Task.sleep(for: .milliseconds(200))
-                    stats = try await d.memoryStats()
-                }
+                let stats = try await machine(s, plan, connection: connection, image: nil)
+                    .setMemory(mib: mib, hint: "`vmctl cluster start --name \(s.name)` first")
                 return Self.nodeMemory(plan.name, bootMiB: s.spec.memoryMiB, stats)
             }
         }
@@ -56,10 +39,8 @@ extension ClusterManager {
         return try await connected(s) { connection in
             var out: [NodeMemory] = []
             for n in s.nodes {
-                guard let d = try await connection.domain(named: n.plan.domainName) else { continue }
-                defer { d.close() }
-                guard try await d.isActive() else { continue }
-                out.append(Self.nodeMemory(n.plan.name, bootMiB: s.spec.memoryMiB, try await d.memoryStats()))
+                guard let stats = try await machine(s, n.plan, connection: connection, image: nil).memoryStats() else { continue }
+                out.append(Self.nodeMemory(n.plan.name, bootMiB: s.spec.memoryMiB, stats))
             }
             return out
         }

@@ -1,7 +1,4 @@
-import Blocking
 import Foundation
-import Libvirt
-import VMCtlSupport
 import Images
 import Machines
 
@@ -60,7 +57,7 @@ extension ClusterManager {
 
     /// Shuts `plans` down (their disks stay) so they boot again onto the new switch, and
     /// records them as stopped.
-    func powerOffForRestart(_ plans: [NodePlan], state s: ClusterState, connection: Connection, image: Image,
+    func powerOffForRestart(_ plans: [NodePlan], state s: ClusterState, connection: HostConnection, image: Image,
                             writer: StateWriter) async throws {
         // A clean shutdown, not a pulled plug: what the guest wrote at its first boot (cloud-init's
         // records, its network config) may not be on disk yet, and losing it breaks the next boot.

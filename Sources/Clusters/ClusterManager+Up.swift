@@ -1,6 +1,5 @@
 import Blocking
 import Foundation
-import Libvirt
 import SSH
 import VMCtlSupport
 import Images
@@ -32,7 +31,7 @@ extension ClusterManager {
         _ = try Command.require("ssh-keygen")
         if target.embeddedRoot == nil {
             // An explicit libvirt must answer before anything is created for it.
-            try await target.open().close()
+            try await MachineHost(target).connect().close()
         }
         let lock = try ClusterLock.acquire(state: state, name: name, purpose: "cluster up")
         defer { lock.release() }
@@ -105,14 +104,14 @@ extension ClusterManager {
         try await writer.update { $0.accelerator = verdict.accelerator }
         try image.shareWithQemu()
         try await switchProcess(name).start()
-        let connection = try await target.open(sharedCapabilities: capabilitiesCache)
+        let connection = try await MachineHost(target).connect(sharedCapabilities: capabilitiesCache)
         return try await connection.closing { connection in
             try await bootAndBootstrap(writer, image: image, target: target, connection: connection, options: options,
                                        elapsed: elapsed, events: events)
         }
     }
 
-    private func bootAndBootstrap(_ writer: StateWriter, image: Image, target: HypervisorTarget, connection: Connection,
+    private func bootAndBootstrap(_ writer: StateWriter, image: Image, target: HypervisorTarget, connection: HostConnection,
                                   options: ClusterOptions, elapsed: @escaping @Sendable () -> Double,
                                   events: @escaping ClusterEventSink) async throws -> ClusterState {
         let s = await writer.state
@@ -141,7 +140,7 @@ extension ClusterManager {
 
     /// Makes `plans` exist, run and answer SSH, all at once (`Machine.ensure`: defines the
     /// missing, starts the stopped), recording each node's progress; names every node that failed.
-    func bootAll(_ plans: [NodePlan], state s: ClusterState, connection: Connection, image: Image, writer: StateWriter,
+    func bootAll(_ plans: [NodePlan], state s: ClusterState, connection: HostConnection, image: Image, writer: StateWriter,
                  deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
                  events: @escaping ClusterEventSink) async throws {
         let width = Self.bootWidth(s.accelerator, nodes: plans.count)
@@ -172,7 +171,7 @@ extension ClusterManager {
     /// How many nodes boot cold at once. Under TCG a boot is CPU-bound from firmware to
     /// cloud-init: ten at once on two cores took 634 s here and one hung (its starved vCPUs
     /// saw RCU stalls), so at most one per host core; under KVM all at once.
-    static func bootWidth(_ accel: DomainSpec.Accelerator, nodes: Int,
+    static func bootWidth(_ accel: Accelerator, nodes: Int,
                           hostCores: Int = ProcessInfo.processInfo.activeProcessorCount) -> Int {
         accel == .tcg ? min(nodes, max(1, hostCores)) : nodes
     }

@@ -1,22 +1,22 @@
 import Foundation
-import Libvirt
 import VMCtlSupport
 import Images
 import Machines
 
 extension ClusterManager {
     /// The key a warm snapshot of this cluster's image and shape must have.
-    func warmKey(_ s: ClusterState, connection: Connection) async throws -> WarmSnapshot.Key {
-        WarmSnapshot.Key(image: s.imageHash, cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB, accelerator: s.accelerator,
+    func warmKey(_ s: ClusterState, connection: HostConnection) async throws -> WarmSnapshot.Key {
+        let versions = try await connection.versions()
+        return WarmSnapshot.Key(image: s.imageHash, cpus: s.spec.cpus, memoryMiB: s.spec.memoryMiB, accelerator: s.accelerator,
                          cpuModel: s.accelerator == .tcg ? "qemu64" : nil,
-                         qemu: try await connection.hypervisorVersion(), libvirt: try await connection.libraryVersion(),
+                         qemu: versions.qemu, libvirt: versions.libvirt,
                          balloon: MemoryLevers.standard.balloon)
     }
 
     /// The warm snapshot for this cluster's image and shape: found, or made now by booting a
     /// template on the cluster's own libvirt and switch. nil (after saying why in one line)
     /// when it cannot be had: the nodes then boot cold.
-    func warmSnapshot(_ s: ClusterState, image: Image, connection: Connection, deadline: ContinuousClock.Instant,
+    func warmSnapshot(_ s: ClusterState, image: Image, connection: HostConnection, deadline: ContinuousClock.Instant,
                       elapsed: @escaping @Sendable () -> Double, events: @escaping ClusterEventSink) async -> WarmSnapshot? {
         if let why = Self.warmIneligible(s) {
             events(.note("warm: \(why); booting cold", elapsed: elapsed()))
@@ -33,7 +33,7 @@ extension ClusterManager {
     }
 
     /// The snapshot for this cluster's image and shape, found or made now (saying which).
-    func findOrMakeSnapshot(_ s: ClusterState, image: Image, connection: Connection, deadline: ContinuousClock.Instant,
+    func findOrMakeSnapshot(_ s: ClusterState, image: Image, connection: HostConnection, deadline: ContinuousClock.Instant,
                             elapsed: @escaping @Sendable () -> Double, events: @escaping ClusterEventSink) async throws -> WarmSnapshot {
         let key = try await warmKey(s, connection: connection)
         if let found = WarmSnapshot.find(key, in: state.warm) {
@@ -79,7 +79,7 @@ extension ClusterManager {
     /// The template: the cluster's machine shape with NICs of its own MACs (the same kinds, in
     /// the same order), its files inside the snapshot's staging directory, the cluster's
     /// labels (so `clean` removes it if `up` dies while it runs).
-    func templateSpec(_ s: ClusterState, image: Image, key: WarmSnapshot.Key, connection: Connection) throws -> MachineSpec {
+    func templateSpec(_ s: ClusterState, image: Image, key: WarmSnapshot.Key, connection: HostConnection) throws -> MachineSpec {
         guard let first = s.nodes.first?.plan else { throw VMCtlError("cluster \(s.name) has no nodes") }
         var spec = machine(s, first, connection: connection, image: image).spec
         spec.name = "\(s.name)-warm-template"
@@ -101,7 +101,7 @@ extension ClusterManager {
 
     /// Restores every node of `plans` from `snapshot` (`restoreWidth` at a time), gives each its identity and
     /// proves it ready as after a cold boot; names every node that failed.
-    func restoreAll(_ plans: [NodePlan], from snapshot: WarmSnapshot, state s: ClusterState, connection: Connection, image: Image,
+    func restoreAll(_ plans: [NodePlan], from snapshot: WarmSnapshot, state s: ClusterState, connection: HostConnection, image: Image,
                     writer: StateWriter, deadline: ContinuousClock.Instant, elapsed: @escaping @Sendable () -> Double,
                     events: @escaping ClusterEventSink) async throws {
         let width = Self.restoreWidth(s.accelerator, nodes: plans.count)
@@ -134,7 +134,7 @@ extension ClusterManager {
     /// its stream or on SSH, and fewer QEMUs compete for the caches than with all at once. A
     /// small gain, measured: warm `up 10` on 2 cores 16.6 s all at once (4 runs: 16.2–17.1 s),
     /// 15.9 s four at a time (7 runs: 15.4–16.7 s). Under KVM all at once.
-    static func restoreWidth(_ accel: DomainSpec.Accelerator, nodes: Int,
+    static func restoreWidth(_ accel: Accelerator, nodes: Int,
                              hostCores: Int = ProcessInfo.processInfo.activeProcessorCount) -> Int {
         accel == .tcg ? min(nodes, 2 * max(1, hostCores)) : nodes
     }

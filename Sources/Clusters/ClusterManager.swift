@@ -1,6 +1,4 @@
-import Blocking
 import Foundation
-import Libvirt
 import SSH
 import VMCtlSupport
 import Images
@@ -75,7 +73,7 @@ public struct ClusterManager: Sendable {
     }
 
     /// A connection to the host a saved cluster lives on, open while `body` runs.
-    func connected<T: Sendable>(_ s: ClusterState, _ body: (Connection) async throws -> T) async throws -> T {
+    func connected<T: Sendable>(_ s: ClusterState, _ body: (HostConnection) async throws -> T) async throws -> T {
         try await host(of: s).connect().closing { try await body($0) }
     }
 
@@ -101,7 +99,7 @@ public struct ClusterManager: Sendable {
     /// One node of a saved cluster as a machine: its plan (ports, MACs, addresses, paths,
     /// pinned host key) and the cluster's shape, image, key, switch and labels.
     /// Without `image` (gone from the store) the machine can still be stopped and removed.
-    func machine(_ s: ClusterState, _ plan: NodePlan, connection: Connection, image: Image?) -> Machine {
+    func machine(_ s: ClusterState, _ plan: NodePlan, connection: HostConnection, image: Image?) -> Machine {
         var networks: [any NetworkAttachment] = [UserModeNetwork(mac: plan.mgmtMAC, sshPort: plan.sshPort,
                                                                  restrict: !s.spec.guestInternet)]
         if let address = plan.clusterAddress, let mac = plan.clusterMAC {
@@ -129,7 +127,7 @@ public struct ClusterManager: Sendable {
     }
 
     /// The cluster's nodes `plans` as one fleet.
-    func fleet(_ s: ClusterState, _ plans: [NodePlan], connection: Connection, image: Image?) -> Fleet<(NodePlan, Machine)> {
+    func fleet(_ s: ClusterState, _ plans: [NodePlan], connection: HostConnection, image: Image?) -> Fleet<(NodePlan, Machine)> {
         Fleet(plans.map { ($0.name, ($0, machine(s, $0, connection: connection, image: image))) })
     }
 

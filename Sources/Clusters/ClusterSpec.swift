@@ -1,6 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
 import Machines
 
 /// What the user asked for with `cluster up`: compared on a second `up` to decide between

@@ -1,5 +1,4 @@
 import Foundation
-import Libvirt
 import VMCtlSupport
 import Images
 import Machines
@@ -22,7 +21,7 @@ public struct ClusterState: Codable, Sendable, Equatable {
     public var user: String
     public var connectURI: String
     public var embeddedRoot: String?
-    public var accelerator: DomainSpec.Accelerator
+    public var accelerator: Accelerator
     /// The cluster segment, e.g. `10.77.3.0/24`.
     public var subnet: String
     public var created: Date
@@ -77,7 +76,7 @@ public struct ClusterState: Codable, Sendable, Equatable {
     }
 
     public init(name: String, spec: ClusterSpec, phase: Phase, imageHash: String, user: String, connectURI: String,
-                embeddedRoot: String?, accelerator: DomainSpec.Accelerator, subnet: String, created: Date, nodes: [NodeRecord]) {
+                embeddedRoot: String?, accelerator: Accelerator, subnet: String, created: Date, nodes: [NodeRecord]) {
         self.name = name; self.spec = spec; self.phase = phase; self.imageHash = imageHash; self.user = user
         self.connectURI = connectURI; self.embeddedRoot = embeddedRoot; self.accelerator = accelerator
         self.subnet = subnet; self.created = created; self.nodes = nodes

@@ -1,6 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
 import Machines
 
 /// The evidence of a failed `up`, kept after the rollback removed the cluster: each node's

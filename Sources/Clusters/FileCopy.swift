@@ -1,7 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
-import Machines
 
 /// The local and shell sides of `cluster cp`: modes, destinations, and a file received in
 /// pieces that appears under its name only when complete.

@@ -1,7 +1,6 @@
 import Foundation
 import SSH
-import VMCtlSupport
-import Images
+import Machines
 
 /// One guest as vmctl plans it, before anything exists: every choice that a reconciler
 /// needs to recreate or resume it is here (ports, MACs, addresses, paths).

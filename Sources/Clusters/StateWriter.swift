@@ -1,6 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
 import Machines
 
 /// Serialises updates to a cluster's state and writes each one atomically.

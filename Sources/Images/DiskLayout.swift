@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import VMCtlSupport
 
 /// The partitioned disk of a bootable image: GPT with an EFI system partition, a small
 /// `CIDATA` partition (cloud-init's NoCloud seed on hardware; a cloud image has none, its

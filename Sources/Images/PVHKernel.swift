@@ -1,6 +1,5 @@
 import Blocking
 import Foundation
-import VMCtlSupport
 
 /// The uncompressed kernel (`vmlinux`) inside a distribution's `vmlinuz`, kept beside it when it
 /// can boot through PVH (an ELF with Xen's 32-bit entry note; Debian's kernels have

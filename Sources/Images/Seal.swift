@@ -1,5 +1,4 @@
 import Foundation
-import VMCtlSupport
 
 /// The seal that keeps clones of an image from colliding, and how vmctl writes guest files.
 /// (Readiness markers come from the seed vmctl writes at boot, not from the image:

@@ -1,8 +1,7 @@
 import Blocking
 import Foundation
-import Libvirt
+internal import Libvirt
 import VMCtlSupport
-import Images
 
 /// What the user asked for with `--accel`.
 public enum AccelRequest: String, Sendable, CaseIterable, Codable {
@@ -20,7 +19,7 @@ public struct AccelProbe: Sendable {
     public init(state: StateDir) { self.state = state }
 
     public struct Verdict: Codable, Sendable, Equatable {
-        public var accelerator: DomainSpec.Accelerator
+        public var accelerator: Accelerator
         public var reason: String
         public var hostKernel: String
     }

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 import VMCtlSupport
 
 /// Copies a domain's console stream into its serial log (appending), for machines whose

@@ -1,4 +1,4 @@
-import Libvirt
+internal import Libvirt
 import SSH
 import VMCtlSupport
 

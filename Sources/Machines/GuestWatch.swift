@@ -1,20 +1,19 @@
 import Blocking
 import Foundation
-import Libvirt
+internal import Libvirt
 import SSH
 import VMCtlSupport
-import Images
 
 /// Watches one running guest: its serial log for a marker line (inotify, no polling), its
 /// domain for an early stop, and `vmctl-failed` lines the guest prints about itself.
 public struct GuestWatch: Sendable {
-    public let connection: Connection
+    let connection: Connection
     public let domainName: String
     /// The name used in errors (`node1`, `usb-secure`).
     public let node: String
     public let serialLog: String
 
-    public init(connection: Connection, domainName: String, node: String, serialLog: String) {
+    init(connection: Connection, domainName: String, node: String, serialLog: String) {
         self.connection = connection; self.domainName = domainName; self.node = node; self.serialLog = serialLog
     }
 

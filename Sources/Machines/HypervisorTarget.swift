@@ -1,8 +1,7 @@
 import Crypto
 import Foundation
-import Libvirt
+internal import Libvirt
 import VMCtlSupport
-import Images
 
 /// Which libvirt a command talks to. Default: an embedded QEMU driver rooted in the
 /// cluster's own directory (no daemon; one process per root at a time, so each cluster
@@ -131,10 +130,8 @@ public struct HypervisorTarget: Sendable, Equatable, Codable {
     }
 
     /// Prepares the embedded root (qemu.conf, shared capabilities) and opens the connection
-    /// on its own thread.
-    public func open(sharedCapabilities: String? = nil,
-                     onWait: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("vmctl: \($0)\n".utf8)) })
-        async throws -> Connection {
+    /// on its own thread (`MachineHost.connect` is the public road).
+    func openLibvirt(sharedCapabilities: String?, onWait: @Sendable (String) -> Void) async throws -> Connection {
         if let root = embeddedRoot {
             try FileAccess.requireQemuUser()
             // libvirt makes QEMU's own directories below the root and hands them to QEMU's user.

@@ -1,6 +1,6 @@
 import Blocking
 import Foundation
-import Libvirt
+internal import Libvirt
 import SSH
 import VMCtlSupport
 

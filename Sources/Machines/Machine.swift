@@ -1,7 +1,6 @@
-import Blocking
 import CloudInit
 import Foundation
-import Libvirt
+internal import Libvirt
 import SSH
 import Synchronization
 import VMCtlSupport
@@ -17,11 +16,22 @@ public enum NodePhase: String, Codable, Sendable, CaseIterable {
 /// Swarm runners and the repave controller are users of it.
 public struct Machine: Sendable {
     public let spec: MachineSpec
-    public let connection: Connection
+    /// The host connection the machine is reached through.
+    public let host: HostConnection
+    var connection: Connection { host.libvirt }
 
-    public init(_ spec: MachineSpec, on connection: Connection) {
+    public init(_ spec: MachineSpec, on host: HostConnection) {
         self.spec = spec
-        self.connection = connection
+        self.host = host
+    }
+
+    /// A machine known only from vmctl's records: its name, its labels and its directory. It
+    /// can be found, watched, stopped and removed, not created (it has no boot source).
+    public static func recorded(name: String, hostname: String? = nil, labels: [String: String], directory: String,
+                                on host: HostConnection) -> Machine {
+        Machine(MachineSpec(name: name, hostname: hostname ?? name, cpus: 1, memoryMiB: 0, accelerator: .tcg, boot: nil,
+                            rootDisk: nil, networks: [], login: Login(user: "", key: KeyPair(privateKeyPath: "")),
+                            labels: labels, files: MachineFiles(directory: directory)), on: host)
     }
 
     /// Where a machine stands on its host.
@@ -51,6 +61,85 @@ public struct Machine: Sendable {
         return try await d.isActive() ? .running : .stopped
     }
 
+    /// The labels of a domain of the machine's name that was not made for it (someone else's,
+    /// which `status` refuses as `name-in-use`); nil when there is none or it is this machine's.
+    public func foreignLabels() async throws -> [String: String]? {
+        guard let d = try await connection.domain(named: spec.name) else { return nil }
+        defer { d.close() }
+        let have = try await d.labels()
+        return spec.labels.allSatisfy({ have[$0.key] == $0.value }) ? nil : have
+    }
+
+    /// What the machine's domain is doing, in libvirt's words, for listings.
+    public enum PowerState: String, Sendable, Codable {
+        case running, blocked, paused, shuttingDown = "shutting-down", shutOff = "shut-off", crashed, suspended, unknown
+    }
+
+    /// The machine's power state, nil when it has no domain.
+    public func powerState() async throws -> PowerState? {
+        guard let d = try await connection.domain(named: spec.name) else { return nil }
+        defer { d.close() }
+        try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
+        return PowerState(rawValue: try await d.state().rawValue) ?? .unknown
+    }
+
+    /// The running domain, or an error saying why there is none: `not-found` without a domain,
+    /// `wrong-state` when it is not running (`hint` says what to do).
+    func runningDomain(hint: String) async throws -> Domain {
+        guard let d = try await connection.domain(named: spec.name) else {
+            throw VMCtlError(.notFound, message: "\(spec.hostname) has no domain on \(host.uri): \(hint)")
+        }
+        do {
+            try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
+            guard try await d.isActive() else {
+                throw VMCtlError(.wrongState, message: "\(spec.hostname) is not running: \(hint)")
+            }
+            return d
+        } catch {
+            d.close()
+            throw error
+        }
+    }
+
+    /// Joins the terminal to the running machine's serial console until Ctrl-] (`SerialConsole`).
+    /// `hint` completes the error when it does not run.
+    public func attachConsole(hint: String) async throws {
+        let d = try await runningDomain(hint: hint)
+        defer { d.close() }
+        try await SerialConsole.attach(d, name: spec.hostname)
+    }
+
+    /// The running machine's balloon: what the guest may use now (`actual`), what QEMU holds on
+    /// the host (`rss`), and with the guest's stats on, `unused`, `available`, `usable` (KiB, by
+    /// libvirt's tag names). Nil when the machine does not run.
+    public func memoryStats() async throws -> [String: UInt64]? {
+        guard let d = try await connection.domain(named: spec.name) else { return nil }
+        defer { d.close() }
+        guard try await d.isActive() else { return nil }
+        return try await d.memoryStats()
+    }
+
+    /// Moves the running machine's balloon so the guest has `mib` MiB, and waits (bounded) for
+    /// the guest's driver to get there; returns the balloon's figures as `memoryStats`. A
+    /// machine booted without a balloon is `wrong-state`; `hint` completes the error when it
+    /// does not run.
+    public func setMemory(mib: Int, hint: String) async throws -> [String: UInt64] {
+        let d = try await runningDomain(hint: hint)
+        defer { d.close() }
+        guard try await d.xml().contains("<memballoon model='virtio'") else {
+            throw VMCtlError(.wrongState, message: "\(spec.hostname) was booted without a balloon (VMCTL_BALLOON=0 or an older vmctl); "
+                + "it gets one at its next boot (`cluster down` and `start`)")
+        }
+        try await d.setMemory(kiB: UInt(mib) * 1024)
+        // The guest's balloon driver moves in steps: wait (bounded) until it got there.
+        var stats = try await d.memoryStats()
+        for _ in 0..<50 where (stats["actual"] ?? 0) != UInt64(mib) * 1024 {
+            try await Task.sleep(for: .milliseconds(200))
+            stats = try await d.memoryStats()
+        }
+        return stats
+    }
+
     /// Makes the machine exist and run, and proves it ready: defines it if missing, starts it
     /// if stopped (or restores the guest an unfinished `compact` left in its save), leaves a
     /// running one alone. `deadline` bounds the wait for readiness; `onNote` hears what the
@@ -73,7 +162,7 @@ public struct Machine: Sendable {
         case .absent:
             try await progress(Progress(phase: .defining, hostKey: nil))
             let pin = try await create()
-            machine = Machine(spec.withHostKey(pin), on: connection)
+            machine = Machine(spec.withHostKey(pin), on: host)
             action = .created
         case .stopped:
             if let pin = spec.login.hostKey, FileManager.default.fileExists(atPath: spec.files.compactSave) {
@@ -115,7 +204,7 @@ public struct Machine: Sendable {
     }
 
     /// The domain: its boot, the overlay and the seed, its NICs, its labels.
-    public func domainSpec() throws -> DomainSpec { try spec.domainSpec() }
+    func domainSpec() throws -> DomainSpec { try spec.domainSpec() }
 
     /// Starts the domain; returns the serial-log offset its boot output starts at. A boot
     /// changes the disk, so a save `compact` kept no longer matches it and goes first.
@@ -356,55 +445,4 @@ final class MarkerSeen: Sendable {
     private let seen = Mutex(false)
     func set() { seen.withLock { $0 = true } }
     var value: Bool { seen.withLock { $0 } }
-}
-
-/// A machine that did not come up: which, why, and the end of its serial log.
-public struct NodeFailure: Error, CustomStringConvertible, Sendable {
-    public let node: String
-    public let reason: String
-    public let serialTail: String
-    /// What kind of failure, for a controller's status (`node-timeout`, `node-failed`, …).
-    public var code: VMCtlError.Code
-    public init(node: String, reason: String, serialTail: String, code: VMCtlError.Code = .nodeFailed) {
-        self.node = node; self.reason = reason; self.serialTail = serialTail; self.code = code
-    }
-    public var description: String {
-        "\(node): \(reason)" + (serialTail.isEmpty ? "" : "\n  last serial output:\n    "
-            + serialTail.split(separator: "\n").joined(separator: "\n    "))
-    }
-}
-
-extension MachineSpec {
-    /// The domain: its boot, the overlay and the seed, its NICs, its labels. Firmware boots
-    /// the overlay first (boot order 1); the seed is never a boot device.
-    public func domainSpec() throws -> DomainSpec {
-        var l = labels
-        l["node"] = hostname
-        var direct: DomainSpec.DirectBoot?
-        var uefi: DomainSpec.UEFI?
-        var rootBootOrder: Int?
-        switch boot {
-        case .kernel(let b):
-            direct = .init(kernel: b.kernel, initrd: b.initrd, cmdline: b.cmdline + Machine.testHang(hostname))
-        case .firmware(.bios):
-            rootBootOrder = 1  // no <loader>: libvirt's default firmware, SeaBIOS
-        case .firmware(.uefi(let secureBoot)):
-            uefi = .init(secureBoot: secureBoot)  // libvirt picks the OVMF build and makes the NVRAM
-            rootBootOrder = 1
-        case nil:
-            throw VMCtlError("machine \(hostname) has no boot source")
-        }
-        var spec = DomainSpec(
-            name: name, accelerator: accelerator, memoryMiB: memoryMiB, vcpus: cpus,
-            cpuModel: accelerator == .tcg ? "qemu64" : nil, boot: direct, uefi: uefi,
-            disks: [.init(path: files.disk, format: .qcow2, target: "vda", bootOrder: rootBootOrder),
-                    .init(path: files.seed, format: .raw, target: "vdb", readOnly: true)],
-            nics: networks.map(\.nic), serialLog: console == .logFile ? files.serialLog : nil,
-            vncPort: vncPort,
-            vncSocket: vncPort == nil ? files.vncSocket : nil, labels: l,
-            channel: identityPort ? .init(name: WarmIdentity.portName, socket: files.identitySocket) : nil, uuid: uuid)
-        spec.tbCacheMiB = memoryLevers.tbCacheMiB
-        spec.balloon = memoryLevers.balloon
-        return spec
-    }
 }

@@ -1,7 +1,5 @@
-import Blocking
 import Foundation
-import Libvirt
-import VMCtlSupport
+internal import Libvirt
 
 /// A host machines live on: a libvirt URI (the embedded driver in a directory of vmctl's,
 /// or a shared `qemu:///system`), and how machine files reach it. It opens connections
@@ -24,49 +22,20 @@ public struct MachineHost: Sendable {
     public var uri: String { target.uri }
 
     /// Opens a connection to the host.
-    public func connect(sharedCapabilities: String? = nil) async throws -> Connection {
-        try await target.open(sharedCapabilities: sharedCapabilities)
+    /// An embedded root another process holds is waited for, saying so through `onWait`.
+    public func connect(sharedCapabilities: String? = nil,
+                        onWait: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("vmctl: \($0)\n".utf8)) })
+        async throws -> HostConnection {
+        HostConnection(try await target.openLibvirt(sharedCapabilities: sharedCapabilities, onWait: onWait))
     }
 
-    /// Names of the domains on `connection` whose labels satisfy `matches`.
-    public static func domains(on connection: Connection,
-                               where matches: ([String: String]) -> Bool) async throws -> [String] {
-        var out: [String] = []
-        for d in try await connection.allDomains() {
-            defer { d.close() }
-            if let labels = try await Self.labels(d), matches(labels) { out.append(d.name) }
-        }
-        return out.sorted()
-    }
+    /// Where libvirt's own log lines go (a file in the state dir's logs).
+    public static func logLibvirt(to path: String) { LibvirtEventLoop.setLogFile(path) }
 
-    /// Destroys and undefines every domain whose labels satisfy `matches`; returns their names.
-    /// Every match is tried; the first failure is thrown after that. Files are the owners'
-    /// business (a machine's `remove` deletes its own directory).
-    @discardableResult
-    public static func removeDomains(on connection: Connection,
-                                     where matches: ([String: String]) -> Bool) async throws -> [String] {
-        var removed: [String] = []
-        var firstError: (any Error)?
-        for d in try await connection.allDomains() {
-            defer { d.close() }
-            do {
-                guard let labels = try await Self.labels(d), matches(labels) else { continue }
-                if try await d.isActive() { try await d.destroy() }
-                try await d.undefine()
-                removed.append(d.name)
-            } catch let e as LibvirtError where e.isNoDomain {
-                continue  // removed meanwhile by someone else
-            } catch {
-                firstError = firstError ?? error
-            }
-        }
-        if let firstError { throw firstError }
-        return removed.sorted()
-    }
-
-    /// A listed domain's labels, or nil when it vanished since the listing (removed by
-    /// another command): a listing races with removals and that is not an error.
-    static func labels(_ d: Domain) async throws -> [String: String]? {
-        do { return try await d.labels() } catch let e as LibvirtError where e.isNoDomain { return nil }
+    /// Whether a shared libvirt answers at `uri` (a libvirtd's socket exists and it opens).
+    public static func answers(_ uri: String = "qemu:///system", socket: String = "/run/libvirt/libvirt-sock") async -> Bool {
+        guard FileManager.default.fileExists(atPath: socket), let c = try? await Connection.open(uri) else { return false }
+        await c.close()
+        return true
     }
 }

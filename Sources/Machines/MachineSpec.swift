@@ -1,6 +1,6 @@
 import CHost
 import Foundation
-import Libvirt
+internal import Libvirt
 import SSH
 import Images
 
@@ -15,7 +15,7 @@ public struct MachineSpec: Sendable {
     public var hostname: String
     public var cpus: Int
     public var memoryMiB: Int
-    public var accelerator: DomainSpec.Accelerator
+    public var accelerator: Accelerator
     /// How it boots; nil for a machine known only from records (it can be found, stopped
     /// and removed, not created).
     public var boot: BootSource?
@@ -44,7 +44,7 @@ public struct MachineSpec: Sendable {
     /// How much host memory the machine may keep (TCG's translation cache, a balloon).
     public var memoryLevers = MemoryLevers.standard
 
-    public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator,
+    public init(name: String, hostname: String, cpus: Int, memoryMiB: Int, accelerator: Accelerator,
                 boot: BootSource?, rootDisk: OverlayDisk?, networks: [any NetworkAttachment], login: Login,
                 hosts: [(address: String, names: [String])] = [], labels: [String: String], files: MachineFiles,
                 vncPort: Int? = nil) {
@@ -73,7 +73,7 @@ public enum ConsoleCapture: String, Sendable, Equatable {
 /// overlay on a cached base either way.
 public enum BootSource: Sendable, Equatable {
     /// The image's kernel and initrd booted directly with `cmdline` (vmctl's own images).
-    case kernel(DomainSpec.DirectBoot)
+    case kernel(KernelBoot)
     /// Firmware boots the first disk's own bootloader.
     case firmware(Firmware)
 
@@ -91,6 +91,16 @@ public enum BootSource: Sendable, Equatable {
     public static func image(_ image: Image, extraCmdline: String = "") -> BootSource {
         if image.isCloudImage { return .firmware(.uefi(secureBoot: true)) }
         return .kernel(.init(kernel: image.bootKernel, initrd: image.initrd, cmdline: "root=/dev/vda rw \(image.cmdline)" + extraCmdline))
+    }
+}
+
+/// A kernel booted directly by QEMU: no firmware, no bootloader.
+public struct KernelBoot: Sendable, Equatable {
+    public var kernel: String
+    public var initrd: String?
+    public var cmdline: String
+    public init(kernel: String, initrd: String?, cmdline: String) {
+        self.kernel = kernel; self.initrd = initrd; self.cmdline = cmdline
     }
 }
 

@@ -1,6 +1,6 @@
 import Blocking
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// A person at a machine's serial console: libvirt's console stream joined to the terminal in
 /// raw mode until Ctrl-] (or the guest goes away). The terminal is restored on the way out and
@@ -11,7 +11,7 @@ public enum SerialConsole {
     /// The console stream is event-driven (see `Stream`): guest output arrives on `output`,
     /// keystrokes read on a thread of their own are queued with `send`, and the stream is
     /// closed only here, after both sides have stopped using it.
-    public static func attach(_ domain: Domain, name: String) async throws {
+    static func attach(_ domain: Domain, name: String) async throws {
         let stream = try await domain.openConsole()
         FileHandle.standardError.write(Data("connected to \(name)'s serial console; Ctrl-] to leave\r\n".utf8))
         let terminal = RawTerminal()

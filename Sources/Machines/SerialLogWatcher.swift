@@ -1,7 +1,5 @@
 import Blocking
 import Foundation
-import VMCtlSupport
-import Images
 
 /// Watches a guest's serial log with inotify and returns as soon as a marker line appears:
 /// readiness is an event the guest sends, not a sleep-and-poll loop.

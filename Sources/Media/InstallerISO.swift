@@ -2,7 +2,6 @@ import Blocking
 import Foundation
 import VMCtlSupport
 import Images
-import Machines
 
 /// The installer ISO: UEFI El Torito (Debian's signed shim and CD GRUB, so Secure Boot
 /// machines start it), the image's own kernel and initrd, and the compressed system disk.

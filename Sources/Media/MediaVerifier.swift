@@ -1,6 +1,5 @@
 import Blocking
 import Foundation
-import Libvirt
 import SSH
 import VMCtlSupport
 import Images
@@ -50,7 +49,7 @@ public struct MediaVerifier: Sendable {
         defer { try? fm.removeItem(atPath: work) }
         try FileAccess.directory(work, qemu: true)
         let target = HypervisorTarget.embedded(root: "\(base)/libvirt")
-        let conn = try await target.open(sharedCapabilities: "\(state.cache)/qemu-capabilities")
+        let conn = try await MachineHost(target).connect(sharedCapabilities: "\(state.cache)/qemu-capabilities")
         return try await conn.closing { conn in
 
             progress("verify: unpacking \(manifest.usbImage)")
@@ -93,7 +92,7 @@ public struct MediaVerifier: Sendable {
     }
 
     /// Boots one guest to SSH and reads the facts that prove the boot path.
-    func boot(_ conn: Connection, name: String, disks: [DomainSpec.Disk], secure: Bool, key: KeyPair,
+    func boot(_ conn: HostConnection, name: String, disks: [ScratchGuest.Disk], secure: Bool, key: KeyPair,
               progress: @escaping ImageBuilder.Progress) async throws -> Boot {
         let port = try Self.freePort()
         let start = ContinuousClock.now
@@ -118,10 +117,10 @@ public struct MediaVerifier: Sendable {
     }
 
     /// Runs the installer ISO against a blank disk until it powers off.
-    func install(_ conn: Connection, iso: String, disk: String, progress: @escaping ImageBuilder.Progress) async throws -> Boot {
+    func install(_ conn: HostConnection, iso: String, disk: String, progress: @escaping ImageBuilder.Progress) async throws -> Boot {
         let start = ContinuousClock.now
         progress("verify: installer: booting \((iso as NSString).lastPathComponent) with a blank disk (Secure Boot on)")
-        let disks: [DomainSpec.Disk] = [.init(path: iso, format: .raw, target: "sdb", bus: .sata, device: .cdrom, bootOrder: 1),
+        let disks: [ScratchGuest.Disk] = [.init(path: iso, format: .raw, target: "sdb", bus: .sata, cdrom: true, bootOrder: 1),
                                         .init(path: disk, format: .qcow2, target: "vda", bootOrder: 2)]
         return try await withGuest(conn, name: "installer", disks: disks, secure: true, sshPort: nil) { watch in
             let line = try await watch.waitFor(InstallerISO.doneMarker, from: 0, deadline: .now + .seconds(900))
@@ -132,42 +131,13 @@ public struct MediaVerifier: Sendable {
         }
     }
 
-    /// Defines and starts a guest, runs `body`, and always removes the guest again.
-    func withGuest<T: Sendable>(_ conn: Connection, name: String, disks: [DomainSpec.Disk], secure: Bool, sshPort: Int?,
+    /// Boots a throwaway guest from `disks` (`HostConnection.withScratchGuest`): defined,
+    /// started, watched while `body` runs, and always removed again.
+    func withGuest<T: Sendable>(_ conn: HostConnection, name: String, disks: [ScratchGuest.Disk], secure: Bool, sshPort: Int?,
                                 _ body: (GuestWatch) async throws -> T) async throws -> T {
-        let domain = "vmctl-verify-\(name)"
-        let serial = "\(state.root)/verify/\(name).serial.log"
-        try? FileManager.default.removeItem(atPath: serial)
-        try Machine.makeSerialLog(serial)
-        var nics: [DomainSpec.NIC] = []
-        if let p = sshPort {
-            nics.append(.init(mode: .user(.init(forwards: [.init(host: p, guest: 22)], restrict: true)), mac: "52:54:00:fe:00:01"))
-        }
-        let spec = DomainSpec(name: domain, accelerator: .tcg, memoryMiB: 2048, vcpus: 2, cpuModel: "qemu64", boot: nil,
-                              uefi: .init(secureBoot: secure), disks: disks, nics: nics, serialLog: serial, vncPort: nil,
-                              labels: ["verify": name])
-        try await Self.remove(conn, domain)
-        let d = try await conn.define(xml: spec.xml())
-        defer { d.close() }
-        do { try await d.start() } catch {
-            try? await d.undefine()
-            throw error
-        }
-        do {
-            let result = try await body(GuestWatch(connection: conn, domainName: domain, node: name, serialLog: serial))
-            try await Self.remove(conn, domain)
-            return result
-        } catch {
-            try? await Self.remove(conn, domain)
-            throw error
-        }
-    }
-
-    static func remove(_ conn: Connection, _ name: String) async throws {
-        guard let d = try await conn.domain(named: name) else { return }
-        defer { d.close() }
-        try await d.destroy()
-        try await d.undefine()
+        let guest = ScratchGuest(domainName: "vmctl-verify-\(name)", name: name, disks: disks, secureBoot: secure, sshPort: sshPort,
+                                 serialLog: "\(state.root)/verify/\(name).serial.log", labels: ["verify": name])
+        return try await conn.withScratchGuest(guest, body)
     }
 
     /// Facts read over SSH: Secure Boot state (from the firmware variable), the root

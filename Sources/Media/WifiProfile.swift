@@ -1,7 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
-import Machines
 
 /// A Wi-Fi network given when the USB/ISO media are written (`vmctl image usb --wifi-ssid`),
 /// rendered as a wpa_supplicant profile onto the media's CIDATA seed. Never part of a recipe,

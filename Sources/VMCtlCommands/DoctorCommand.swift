@@ -1,11 +1,8 @@
 import ArgumentParser
-import Blocking
 import Foundation
 import VMCtlSupport
 import Images
 import Machines
-import Clusters
-import Media
 
 struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "doctor",

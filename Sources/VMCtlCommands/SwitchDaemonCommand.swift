@@ -1,10 +1,6 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Images
 import Machines
-import Clusters
-import Media
 
 /// The cluster segment's switch, run detached by `cluster up`. Not for direct use.
 struct SwitchDaemonCommand: ParsableCommand {

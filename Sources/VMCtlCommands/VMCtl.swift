@@ -1,11 +1,7 @@
 import ArgumentParser
 import Foundation
-import Libvirt
 import VMCtlSupport
-import Images
 import Machines
-import Clusters
-import Media
 
 /// The `vmctl` command tree and its own `main()`: Ctrl-C and SIGTERM become task
 /// cancellation, and cancellation tears down what the running command created.
@@ -15,7 +11,7 @@ public enum VMCtl {
         // builds give their children the usual 022 back.
         umask(0o077)
         MemoryLevers.disableHugePagesForChildren()
-        StateDir.onLogsReady { LibvirtEventLoop.setLogFile("\($0)/libvirt.log") }
+        StateDir.onLogsReady { MachineHost.logLibvirt(to: "\($0)/libvirt.log") }
         StateDir.resolve().useLogIfPresent()
         let args = Array(CommandLine.arguments.dropFirst())
         let command: ParsableCommand

@@ -1,6 +1,4 @@
-import Blocking
 import Foundation
-import Libvirt
 import SSH
 import VMCtlSupport
 import Images
@@ -44,12 +42,7 @@ public struct VNodeManager: Sendable {
                 + "install libvirt-daemon-system for a shared one, or choose with --connect")
     }
 
-    static func systemLibvirtAnswers() async -> Bool {
-        guard FileManager.default.fileExists(atPath: "/run/libvirt/libvirt-sock"),
-              let c = try? await Connection.open("qemu:///system") else { return false }
-        await c.close()
-        return true
-    }
+    static func systemLibvirtAnswers() async -> Bool { await MachineHost.answers("qemu:///system") }
 
     public static func target(of r: VNodeRecord) -> HypervisorTarget {
         if let root = r.embeddedRoot { return .embedded(root: root) }
@@ -65,7 +58,7 @@ public struct VNodeManager: Sendable {
         public var diskGiB = 10
         /// nil: the seed's 2 minutes with KVM, 10 under TCG.
         public var timeout: Duration?
-        public var accelerator: DomainSpec.Accelerator = .tcg
+        public var accelerator: Accelerator = .tcg
         /// nil: each pool's own.
         public var network: VNodeNetwork?
         public init() {}
@@ -93,7 +86,7 @@ public struct VNodeManager: Sendable {
     }
 
     /// The default timeout: the seed's 2 minutes, or 10 under TCG (and the line that says so).
-    public static func defaultTimeout(_ accel: DomainSpec.Accelerator) -> (Duration, String?) {
+    public static func defaultTimeout(_ accel: Accelerator) -> (Duration, String?) {
         accel == .kvm ? (.seconds(120), nil)
             : (.seconds(600), "timeout: 600 s, not the seed's 120 s: guests run under TCG here (no usable KVM); --timeout to change")
     }
@@ -101,19 +94,16 @@ public struct VNodeManager: Sendable {
     /// Checks that every node can be made on `connection` before anything is: a domain of its
     /// name must be a vnode of this pool and state dir (then it is reinstalled). Returns the
     /// names that exist already.
-    public func checkNames(_ requests: [VNodeRequest], on connection: Connection) async throws -> Set<String> {
+    public func checkNames(_ requests: [VNodeRequest], on connection: HostConnection) async throws -> Set<String> {
         var existing: Set<String> = []
         for r in requests {
-            guard let d = try await connection.domain(named: r.name) else { continue }
-            defer { d.close() }
-            let have = try await d.labels()
-            let mine = Self.labels(stem: r.stem.prefix, state: state)
-            guard mine.allSatisfy({ have[$0.key] == $0.value }) else {
+            let m = machine(r.name, stem: r.stem.prefix, on: connection)
+            if let have = try await m.foreignLabels() {
                 throw VMCtlError(.nameInUse, message: "a domain called \(r.name) exists on \(connection.uri) but vmctl did not make it "
                     + "as a vnode (labels: \(have.isEmpty ? "none" : have.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); "
                     + "vmctl leaves it alone: remove it yourself or pick another number")
             }
-            existing.insert(r.name)
+            if try await m.status() != .absent { existing.insert(r.name) }
         }
         return existing
     }
@@ -123,7 +113,7 @@ public struct VNodeManager: Sendable {
     /// removed (its serial log's tail is in its failure); on cancellation every node this call
     /// made is removed. `bases` maps each distro to its cached disk.
     public func install(_ nodes: [(VNodeRequest, CloudCatalog.Entry)], bases: [String: String], options: InstallOptions,
-                        reinstalling: Set<String> = [], target: HypervisorTarget, connection: Connection, deadline: ContinuousClock.Instant,
+                        reinstalling: Set<String> = [], target: HypervisorTarget, connection: HostConnection, deadline: ContinuousClock.Instant,
                         events: @escaping @Sendable (String) -> Void) async throws -> [Outcome] {
         let start = ContinuousClock.now
         var machines: [(String, (VNodeRequest, CloudCatalog.Entry, VNodeNetwork, Machine))] = []
@@ -294,9 +284,9 @@ public struct VNodeManager: Sendable {
         for (uri, group) in Self.byHost(records) {
             var states: [String: (String, Int?)] = [:]
             do {
-                let c = try await Self.target(of: group[0]).open(onWait: { _ in })
+                let c = try await MachineHost(Self.target(of: group[0])).connect(onWait: { _ in })
                 try await c.closing { c in
-                    for r in group { states[r.name] = try await Self.liveState(r, on: c) }
+                    for r in group { states[r.name] = try await liveState(r, on: c) }
                 }
             } catch {
                 for r in group { states[r.name] = ("unknown (\(VMCtlError.Code(of: error)))", nil) }
@@ -318,13 +308,21 @@ public struct VNodeManager: Sendable {
         }.map { ($0.key, $0.value) }
     }
 
-    static func liveState(_ r: VNodeRecord, on c: Connection) async throws -> (String, Int?) {
-        guard let d = try await c.domain(named: r.name) else { return ("absent", nil) }
-        defer { d.close() }
-        guard try await d.isActive() else { return ("stopped", nil) }
+    func liveState(_ r: VNodeRecord, on c: HostConnection) async throws -> (String, Int?) {
+        switch try await machine(r.name, stem: r.stem, on: c).status() {
+        case .absent: return ("absent", nil)
+        case .stopped: return ("stopped", nil)
+        case .running: break
+        }
         // Since vmctl started it (a restart behind vmctl's back is not seen).
         let up = r.booted.map { Int(Date().timeIntervalSince($0)) }
         return (r.phase == "ready" ? "running" : r.phase, up)
+    }
+
+    /// The vnode `name` of pool `stem` as vmctl's records know it: found by its labels, so a
+    /// domain of its name that vmctl did not make as this pool's vnode is `name-in-use`.
+    public func machine(_ name: String, stem: String, on host: HostConnection) -> Machine {
+        .recorded(name: name, labels: Self.labels(stem: stem, state: state), directory: paths.node(stem, name), on: host)
     }
 
     /// The record of `name` (a number or a name, as `vnode` takes them).
@@ -341,15 +339,11 @@ public struct VNodeManager: Sendable {
     public func remove(_ records: [VNodeRecord], events: @Sendable (String) -> Void) async throws {
         var firstError: (any Error)?
         for (_, group) in Self.byHost(records) {
-            let c = try await Self.target(of: group[0]).open()
+            let c = try await MachineHost(Self.target(of: group[0])).connect()
             try await c.closing { c in
                 for r in group {
-                    let spec = MachineSpec(name: r.name, hostname: r.name, cpus: r.cpus, memoryMiB: r.memoryMiB, accelerator: .tcg,
-                                           boot: nil, rootDisk: nil, networks: [], login: Login(user: r.user, key: KeyPair(privateKeyPath: "")),
-                                           labels: Self.labels(stem: r.stem, state: state),
-                                           files: MachineFiles(directory: paths.node(r.stem, r.name)))
                     do {
-                        try await Machine(spec, on: c).remove()
+                        try await machine(r.name, stem: r.stem, on: c).remove()
                         events("\(r.name): removed")
                     } catch {
                         firstError = firstError ?? error

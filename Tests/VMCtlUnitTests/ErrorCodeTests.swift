@@ -189,7 +189,7 @@ struct ErrorCodeTests {
     func cannotConnect() async throws {
         let target = try HypervisorTarget.resolve(connect: "test:///no/such/vmctl-file.xml", defaultRoot: "/r")
         do {
-            _ = try await target.open()
+            _ = try await MachineHost(target).connect()
             Issue.record("a test driver with a missing file should not open")
         } catch let e as VMCtlError {
             #expect(e.code == .libvirtUnavailable)

@@ -132,7 +132,7 @@ struct MachineLayerTests {
                             networks: [UserModeNetwork(mac: "52:54:00:10:00:01", sshPort: 2223)],
                             login: Login(user: "vmctl", key: KeyPair(privateKeyPath: "/nonexistent")),
                             labels: labels, files: MachineFiles(directory: NSTemporaryDirectory() + "/vmctl-machine-\(name)")),
-                on: conn)
+                on: HostConnection(conn))
     }
 
     static func defineDomain(_ name: String, labels: [String: String], on conn: Connection) async throws {
@@ -153,8 +153,8 @@ struct MachineLayerTests {
         #expect(try await m.status() == .absent)
         try await Self.defineDomain(n, labels: ours.merging(["node": "node1"]) { a, _ in a }, on: conn)
         #expect(try await m.status() == .stopped)
-        #expect(try await MachineHost.domains(on: conn) { $0["cluster"] == "a" && $0["state"] == "/s" }.contains(n))
-        #expect(try await MachineHost.domains(on: conn) { $0["cluster"] == "b" }.contains(n) == false)
+        #expect(try await HostConnection(conn).machineNames { $0["cluster"] == "a" && $0["state"] == "/s" }.contains(n))
+        #expect(try await HostConnection(conn).machineNames { $0["cluster"] == "b" }.contains(n) == false)
 
         // Same name, other labels: not this machine's, never removed by it.
         let theirs = Self.machine(n, labels: ["cluster": "b", "state": "/s"], on: conn)
@@ -185,11 +185,11 @@ struct MachineLayerTests {
         try await Self.defineDomain("a-node1-\(tag)", labels: ["cluster": "a-\(tag)"], on: conn)
         try await Self.defineDomain("a-node2-\(tag)", labels: ["cluster": "a-\(tag)"], on: conn)
         try await Self.defineDomain("a-nodeX-\(tag)", labels: ["cluster": "ab-\(tag)"], on: conn)
-        let removed = try await MachineHost.removeDomains(on: conn) { $0["cluster"] == "a-\(tag)" }
+        let removed = try await HostConnection(conn).removeMachines { $0["cluster"] == "a-\(tag)" }
         #expect(removed == ["a-node1-\(tag)", "a-node2-\(tag)"])
-        let left = try await MachineHost.domains(on: conn) { $0["cluster"]?.hasSuffix("\(tag)") == true }
+        let left = try await HostConnection(conn).machineNames { $0["cluster"]?.hasSuffix("\(tag)") == true }
         #expect(left == ["a-nodeX-\(tag)"])
-        try await MachineHost.removeDomains(on: conn) { $0["cluster"] == "ab-\(tag)" }
+        try await HostConnection(conn).removeMachines { $0["cluster"] == "ab-\(tag)" }
     }
 
     @Test("a machine with no image on record can be found and removed, not created")

@@ -48,7 +48,7 @@ extension RealVMTests {
         // disk; first through UEFI with Secure Boot (shim), then through SeaBIOS (GRUB for BIOS).
         let key = try await KeyPair.generate(at: "\(work)/id_ed25519", comment: "foreign test login")
         let target = HypervisorTarget.embedded(root: "\(work)/libvirt")
-        let conn = try await target.open(sharedCapabilities: "\(VMFixture.state.cache)/qemu-capabilities")
+        let conn = try await MachineHost(target).connect(sharedCapabilities: "\(VMFixture.state.cache)/qemu-capabilities")
         defer { HypervisorTarget.unlinkShortRoot("\(work)/libvirt") }
         try await conn.closing { conn in
             try await Self.bootForeign(img, index: 1, firmware: .uefi(secureBoot: true), key: key, work: work, on: conn)
@@ -59,7 +59,7 @@ extension RealVMTests {
     /// Boots the cloud image as machine `foreignN` through `firmware`, proves it ready by the
     /// seed's markers and SSH with the pinned host key, reads facts, and removes it (always).
     static func bootForeign(_ img: Image, index: Int, firmware: BootSource.Firmware, key: KeyPair, work: String,
-                            on conn: Connection) async throws {
+                            on conn: HostConnection) async throws {
         let fm = FileManager.default
         let uefi = firmware != .bios
         let (domain, host) = ("it-foreign\(index)", "foreign\(index)")
@@ -133,7 +133,7 @@ extension RealVMTests {
 extension Machine {
     /// The SSH target with `pin` (the spec given to the test had none yet).
     func withHostKeyTarget(_ pin: HostKeyPin) throws -> SSHTarget {
-        try Machine(spec.withHostKey(pin), on: connection).sshTarget()
+        try Machine(spec.withHostKey(pin), on: host).sshTarget()
     }
 }
 

@@ -1,6 +1,5 @@
 import Blocking
 import Foundation
-import VMCtlSupport
 
 /// Traffic forwarded across a guests' bridge, allowed explicitly and for that bridge only,
 /// instead of seed 004's `net.bridge.bridge-nf-call-iptables=0` (which let all bridged traffic

@@ -1,6 +1,5 @@
 import Foundation
 import VMCtlSupport
-import Images
 
 /// A learning Ethernet switch in user space for one cluster's private segment.
 ///

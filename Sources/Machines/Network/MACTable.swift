@@ -1,5 +1,4 @@
 import Foundation
-import VMCtlSupport
 import Images
 
 /// The switch's MAC → port table, bounded and aged: a guest sending random source MACs

@@ -1,9 +1,9 @@
 import CloudInit
-import Libvirt
+internal import Libvirt
 
 /// A port on vmctl's own L2 switch (`vmctl switch-daemon`), reached by QEMU's `stream`
 /// netdev over a UNIX socket: a private segment between machines, no root, no host traffic.
-public struct SwitchNetwork: NetworkAttachment {
+public struct SwitchNetwork: NetworkAttachment, LibvirtAttachment {
     public var mac: String
     /// The switch's socket.
     public var socket: String
@@ -14,7 +14,7 @@ public struct SwitchNetwork: NetworkAttachment {
         self.mac = mac; self.socket = socket; self.address = address
     }
 
-    public var nic: DomainSpec.NIC { DomainSpec.NIC(mode: .stream(socket: socket), mac: mac) }
+    var nic: DomainSpec.NIC { DomainSpec.NIC(mode: .stream(socket: socket), mac: mac) }
 
     public var guestInterface: SeedConfig.Interface {
         SeedConfig.Interface(id: "cluster", mac: mac, addresses: [address])

@@ -1,7 +1,6 @@
 import Blocking
 import Foundation
 import VMCtlSupport
-import Images
 
 /// Starts and stops a cluster's `FrameSwitch`, run as `vmctl switch-daemon` detached from
 /// the terminal so the segment outlives the command that made it.

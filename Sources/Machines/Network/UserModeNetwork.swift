@@ -1,10 +1,10 @@
 import CloudInit
-import Libvirt
+internal import Libvirt
 
 /// QEMU user-mode networking: the guest's SSH forwarded from 127.0.0.1, and with `restrict`
 /// (the default) nothing the guest sends leaves through the host. Static address, so no
 /// DHCP wait.
-public struct UserModeNetwork: NetworkAttachment {
+public struct UserModeNetwork: NetworkAttachment, LibvirtAttachment {
     public var mac: String
     /// The 127.0.0.1 port forwarded to the guest's port 22.
     public var sshPort: Int
@@ -21,7 +21,7 @@ public struct UserModeNetwork: NetworkAttachment {
         self.mac = mac; self.sshPort = sshPort; self.restrict = restrict
     }
 
-    public var nic: DomainSpec.NIC {
+    var nic: DomainSpec.NIC {
         DomainSpec.NIC(mode: .user(.init(forwards: [.init(host: sshPort, guest: 22)], restrict: restrict)), mac: mac)
     }
 

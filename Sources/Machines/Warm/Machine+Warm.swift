@@ -1,8 +1,8 @@
-import Blocking
 import CHost
+import Blocking
 import CloudInit
 import Foundation
-import Libvirt
+internal import Libvirt
 import SSH
 import VMCtlSupport
 
@@ -11,7 +11,7 @@ extension WarmSnapshot {
     /// directory of their own), waits until its agent says it is idle, saves it through
     /// libvirt and keeps its disk as the clones' base; the template's domain goes. One maker
     /// at a time per key (a second waits, then finds the first's snapshot).
-    public static func make(_ key: Key, template spec: MachineSpec, on connection: Connection, in root: String,
+    public static func make(_ key: Key, template spec: MachineSpec, on host: HostConnection, in root: String,
                             deadline: ContinuousClock.Instant) async throws -> WarmSnapshot {
         try FileAccess.directory(root, qemu: true)
         let lock = try await FileLock.exclusive("\(root)/\(key.name).lock")
@@ -20,7 +20,8 @@ extension WarmSnapshot {
         let began = ContinuousClock.now
         let final = directory(for: key, in: root)
         try? FileManager.default.removeItem(atPath: final)
-        let machine = Machine(spec, on: connection)
+        let machine = Machine(spec, on: host)
+        let connection = host.libvirt
         do {
             let mgmt = spec.networks.prefix(1).map(\.guestInterface)
             _ = try await machine.makeFiles(seed: { k in

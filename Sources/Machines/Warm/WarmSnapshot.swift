@@ -1,6 +1,5 @@
 import Foundation
-import Libvirt
-import VMCtlSupport
+internal import Libvirt
 
 /// A booted guest saved once per image and shape, restored for every later machine of that
 /// shape (`Machine.restore(from:)`): the template's disk at the moment of the save (the
@@ -25,7 +24,7 @@ public struct WarmSnapshot: Sendable {
         public var qemu: UInt
         public var libvirt: UInt
         public var protocolVersion: Int
-        public init(image: String, cpus: Int, memoryMiB: Int, accelerator: DomainSpec.Accelerator, cpuModel: String?,
+        public init(image: String, cpus: Int, memoryMiB: Int, accelerator: Accelerator, cpuModel: String?,
                     qemu: UInt, libvirt: UInt, balloon: Bool = false, protocolVersion: Int = WarmSnapshot.protocolVersion) {
             self.image = image; self.cpus = cpus; self.memoryMiB = memoryMiB; self.accelerator = accelerator.rawValue
             // A clone's devices must be the template's: the balloon is one.

@@ -1,9 +1,5 @@
 import ArgumentParser
-import VMCtlSupport
-import Images
-import Machines
 import Clusters
-import Media
 
 struct ClusterClean: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "clean",

@@ -1,9 +1,6 @@
 import ArgumentParser
-import VMCtlSupport
 import Images
-import Machines
 import Clusters
-import Media
 
 struct ClusterCp: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cp",

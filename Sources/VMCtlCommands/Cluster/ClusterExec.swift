@@ -1,10 +1,7 @@
 import ArgumentParser
 import Foundation
 import VMCtlSupport
-import Images
-import Machines
 import Clusters
-import Media
 
 struct ClusterExec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "exec",

@@ -1,10 +1,8 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Images
 import Machines
+import Images
 import Clusters
-import Media
 
 struct ClusterInfo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info",

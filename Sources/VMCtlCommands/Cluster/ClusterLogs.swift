@@ -1,10 +1,7 @@
 import ArgumentParser
 import Foundation
 import VMCtlSupport
-import Images
-import Machines
 import Clusters
-import Media
 
 struct ClusterLogs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "A node's serial console log.")

@@ -1,10 +1,5 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Images
-import Machines
-import Clusters
-import Media
 
 /// `--name`, shared by every cluster verb.
 struct ClusterNameOption: ParsableArguments {

@@ -1,10 +1,7 @@
 import ArgumentParser
 import Foundation
 import VMCtlSupport
-import Images
-import Machines
 import Clusters
-import Media
 
 struct ClusterSSH: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ssh",

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import VMCtlSupport
 import Images
-import Machines
 import Clusters
 
 struct ClusterSetMemory: AsyncParsableCommand {

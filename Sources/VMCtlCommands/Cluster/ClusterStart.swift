@@ -1,7 +1,4 @@
 import ArgumentParser
-import VMCtlSupport
-import Images
-import Machines
 import Clusters
 import Media
 

@@ -1,10 +1,7 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Images
 import Machines
 import Clusters
-import Media
 
 struct ClusterStatus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Per-node state and ports.")

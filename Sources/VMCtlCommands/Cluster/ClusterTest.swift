@@ -1,10 +1,6 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Images
-import Machines
 import Clusters
-import Media
 
 struct ClusterTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "test",

@@ -1,10 +1,6 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Images
-import Machines
 import Clusters
-import Media
 
 /// One line on the cluster network: whether the switch runs and which running nodes it cannot reach.
 func networkLine(_ cluster: String, _ rows: [NodeStatus]) -> String {

@@ -2,9 +2,6 @@ import ArgumentParser
 import Foundation
 import VMCtlSupport
 import Images
-import Machines
-import Clusters
-import Media
 
 struct ImageBuild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "build", abstract: "Build an image from its recipe.")

@@ -4,7 +4,6 @@ import VMCtlSupport
 import Images
 import Machines
 import Clusters
-import Media
 
 struct ImageList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List built images.")

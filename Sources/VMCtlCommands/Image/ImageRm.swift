@@ -1,9 +1,7 @@
 import ArgumentParser
 import VMCtlSupport
 import Images
-import Machines
 import Clusters
-import Media
 
 struct ImageRm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a built image (refused while a cluster uses it).")

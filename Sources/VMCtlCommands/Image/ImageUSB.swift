@@ -2,8 +2,6 @@ import ArgumentParser
 import Foundation
 import VMCtlSupport
 import Images
-import Machines
-import Clusters
 import Media
 
 struct ImageUSB: AsyncParsableCommand {

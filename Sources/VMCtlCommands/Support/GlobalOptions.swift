@@ -1,10 +1,7 @@
 import ArgumentParser
 import Foundation
 import VMCtlSupport
-import Images
 import Machines
-import Clusters
-import Media
 
 /// Flags every command that touches libvirt or prints shares.
 struct GlobalOptions: ParsableArguments {

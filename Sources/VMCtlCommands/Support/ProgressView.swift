@@ -1,4 +1,5 @@
 import Foundation
+import Machines
 import Clusters
 
 /// Renders cluster events: a live table on a terminal, plain lines when piped, JSON lines with --json.

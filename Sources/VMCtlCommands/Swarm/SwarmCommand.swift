@@ -1,7 +1,5 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
-import Clusters
 import Swarm
 
 struct SwarmCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import VMCtlSupport
-import Images
 import VNodes
 
 struct VNodeCommand: AsyncParsableCommand {

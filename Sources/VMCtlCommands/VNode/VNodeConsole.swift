@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
 import Machines
 import VNodes
 
@@ -15,14 +14,9 @@ struct VNodeConsole: AsyncParsableCommand {
     func run() async throws {
         let m = try pool.manager()
         let r = try m.record(node, stem: pool.stem)
-        let c = try await VNodeManager.target(of: r).open()
+        let c = try await MachineHost(VNodeManager.target(of: r)).connect()
         try await c.closing { c in
-            guard let d = try await c.domain(named: r.name) else {
-                throw VMCtlError(.notFound, message: "\(r.name) has no domain on \(r.uri): `vmctl vnode \(r.number)` reinstalls it")
-            }
-            defer { d.close() }
-            guard try await d.isActive() else { throw VMCtlError(.wrongState, message: "\(r.name) is not running") }
-            try await SerialConsole.attach(d, name: r.name)
+            try await m.machine(r.name, stem: r.stem, on: c).attachConsole(hint: "`vmctl vnode \(r.number)` reinstalls it")
         }
     }
 }

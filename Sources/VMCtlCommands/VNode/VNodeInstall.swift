@@ -4,7 +4,6 @@ import Foundation
 import VMCtlSupport
 import Images
 import Machines
-import Libvirt
 import VNodes
 
 struct VNodeInstall: AsyncParsableCommand {
@@ -115,7 +114,7 @@ struct VNodeInstall: AsyncParsableCommand {
 
         let (target, note) = try await m.chooseTarget(connect: connect)
         if let note { say(note) }
-        let connection = try await target.open()
+        let connection = try await MachineHost(target).connect()
         try await connection.closing { connection in
             let existing = try await m.checkNames(requests, on: connection)
             // What is missing now comes: downloads (verified before they get their names), local builds.

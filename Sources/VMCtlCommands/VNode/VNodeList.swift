@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
 import VNodes
 
 struct VNodeList: AsyncParsableCommand {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import VMCtlSupport
 import VNodes
+import VMCtlSupport
 
 struct VNodeSSH: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ssh",
