@@ -62,6 +62,31 @@ public final class Domain: Sendable {
         }
     }
 
+    /// Waits until libvirt's own work on the domain is done, by taking a query job and letting
+    /// it go (`virDomainMemoryStats` takes one in the QEMU driver). An embedded driver that finds
+    /// a QEMU running when it opens its root reconnects to it in a thread of its own, under a
+    /// modify job; until that ends, the domain's state says "running" even when the QEMU died
+    /// with no libvirt attached. The query waits behind the reconnect, which marks a dead QEMU
+    /// shut off. Whatever the query answers is ignored: only the waiting matters.
+    public func settle() async {
+        _ = try? await call("settle") { d in
+            var stats = [virDomainMemoryStatStruct](repeating: virDomainMemoryStatStruct(), count: 1)
+            return virDomainMemoryStats(d, &stats, 1, 0)
+        }
+    }
+
+    /// The state once libvirt has settled (`settle`): never "running" for a dead QEMU.
+    public func settledState() async throws -> State {
+        await settle()
+        return try await state()
+    }
+
+    /// Whether the domain runs, once libvirt has settled (`settle`).
+    public func settledActive() async throws -> Bool {
+        await settle()
+        return try await isActive()
+    }
+
     /// Whether the domain is running (or paused) now.
     public func isActive() async throws -> Bool {
         let name = self.name

@@ -53,12 +53,13 @@ public struct Machine: Sendable {
     }
 
     /// Whether the machine exists and runs. A domain of its name that lacks its labels is
-    /// someone else's: `name-in-use`.
+    /// someone else's: `name-in-use`. Read once libvirt has settled (`Domain.settle`): a QEMU
+    /// that died with no libvirt attached is never reported running.
     public func status() async throws -> Status {
         guard let d = try await connection.domain(named: spec.name) else { return .absent }
         defer { d.close() }
         try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
-        return try await d.isActive() ? .running : .stopped
+        return try await d.settledActive() ? .running : .stopped
     }
 
     /// The labels of a domain of the machine's name that was not made for it (someone else's,
@@ -75,12 +76,12 @@ public struct Machine: Sendable {
         case running, blocked, paused, shuttingDown = "shutting-down", shutOff = "shut-off", crashed, suspended, unknown
     }
 
-    /// The machine's power state, nil when it has no domain.
+    /// The machine's power state once libvirt has settled (as `status`), nil when it has no domain.
     public func powerState() async throws -> PowerState? {
         guard let d = try await connection.domain(named: spec.name) else { return nil }
         defer { d.close() }
         try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
-        return PowerState(rawValue: try await d.state().rawValue) ?? .unknown
+        return PowerState(rawValue: try await d.settledState().rawValue) ?? .unknown
     }
 
     /// The running domain, or an error saying why there is none: `not-found` without a domain,
@@ -91,7 +92,7 @@ public struct Machine: Sendable {
         }
         do {
             try await Self.checkOwned(d, name: spec.name, labels: spec.labels)
-            guard try await d.isActive() else {
+            guard try await d.settledActive() else {
                 throw VMCtlError(.wrongState, message: "\(spec.hostname) is not running: \(hint)")
             }
             return d
@@ -115,7 +116,7 @@ public struct Machine: Sendable {
     public func memoryStats() async throws -> [String: UInt64]? {
         guard let d = try await connection.domain(named: spec.name) else { return nil }
         defer { d.close() }
-        guard try await d.isActive() else { return nil }
+        guard try await d.settledActive() else { return nil }
         return try await d.memoryStats()
     }
 

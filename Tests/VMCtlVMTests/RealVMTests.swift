@@ -1,5 +1,6 @@
 import Foundation
 import SSH
+import Synchronization
 import Testing
 @testable import VMCtlSupport
 @testable import Images
@@ -60,10 +61,68 @@ struct RealVMTests {
                 try await SSHSession.run(wrong, "true")
             } throws: { e in (e as? SSHError)?.kind == .hostKeyMismatch }
 
+            // A QEMU that died with no libvirt attached is stopped to the next vmctl, never
+            // "running": the embedded driver reconnects to it on open, in a thread of its own,
+            // and a state read in that window said running. First the running node (booted
+            // after its switch, so `start` has no other reason to boot it again) is killed, and
+            // `start` must boot it rather than say "all nodes already running".
+            let synced = try await VMFixture.vmctl(["cluster", "exec", "--name", "it-one", "--", "sync"])
+            try #require(synced.status == 0, "\(synced.out)\n\(synced.err)")
+            try await Self.killedOutsideLibvirt(s, rounds: 1, virshStart: false) { _ in
+                let start = try await VMFixture.vmctl(["cluster", "start", "--name", "it-one"])
+                #expect(start.status == 0 && start.out.contains("ssh verified") && !(start.out + start.err).contains("already running"),
+                        "start after the kill:\n\(start.out)\n\(start.err)")
+            }
+            // Then, round after round, the stopped node's QEMU is started by virsh (paused: the
+            // guest never runs, its disk stays clean), killed, and `status` must say shut-off.
+            let down = try await VMFixture.vmctl(["cluster", "down", "--name", "it-one"])
+            try #require(down.status == 0, "\(down.err)")
+            try await Self.killedOutsideLibvirt(s, rounds: 5) { round in
+                let st = try await VMFixture.vmctl(["cluster", "status", "--name", "it-one", "--json"])
+                let rows = try JSONDecoder().decode([NodeStatus].self, from: Data(st.out.utf8))
+                #expect(st.status == 0 && rows.map(\.state) == ["shut-off"], "round \(round): status\n\(st.out)\n\(st.err)")
+            }
+
             let clean = try await VMFixture.vmctl(["cluster", "clean", "--name", "it-one"])
             #expect(clean.status == 0)
             #expect(VMFixture.leftovers(cluster: "it-one") == [])
             #expect(!FileManager.default.fileExists(atPath: VMFixture.state.cluster("it-one")))
+        }
+    }
+
+    /// `rounds` times: starts node1 of `s` paused with virsh on the cluster's embedded root
+    /// (unless `virshStart` is false: it runs already), kills its QEMU by the PID libvirt
+    /// recorded, with no libvirt attached to it (virsh has exited), then runs `check` while the dead QEMU's monitor socket is held by a
+    /// listener that answers nothing for `hold` after libvirt connects, then closes. The next libvirt to open the root
+    /// reconnects to the QEMU in a thread of its own and reads "running" until that fails:
+    /// a window of milliseconds when the socket refuses at once, widened here to `hold` (as
+    /// a QEMU whose monitor is slow to go away would), so a command that reads the state
+    /// without waiting for the reconnect fails every round instead of one in many.
+    static func killedOutsideLibvirt(_ s: ClusterState, rounds: Int, virshStart: Bool = true, hold: Duration = .seconds(3),
+                                     check: (Int) async throws -> Void) async throws {
+        let root = try #require(s.embeddedRoot)
+        let domain = try #require(s.nodes.first?.plan.domainName)
+        let uri = HypervisorTarget.embedded(root: root).uri
+        for round in 1...rounds {
+            try HypervisorTarget.linkShortRoot(root)
+            if virshStart {
+                let started = try await VMFixture.run("/usr/bin/virsh", ["-c", uri, "start", "--paused", domain])
+                try #require(started.contains("started"), "round \(round): virsh start:\n\(started)")
+            }
+            let status = (try? String(contentsOfFile: "\(root)/run/qemu/\(domain).xml", encoding: .utf8)) ?? ""
+            let monitor = try #require(status.firstMatch(of: /<monitor path='([^']+)'/).map { String($0.1) },
+                                       "round \(round): no monitor in libvirt's status of \(domain)")
+            let pidText = (try? String(contentsOfFile: "\(root)/run/qemu/\(domain).pid", encoding: .utf8)) ?? ""
+            let qemu = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)), "round \(round): no pid file: '\(pidText)'")
+            try #require(kill(qemu, SIGKILL) == 0, "round \(round): kill \(qemu): \(String(cString: strerror(errno)))")
+            // Dead (a zombie until its parent reaps it: its cmdline is empty then).
+            let gone = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < gone, (try? String(contentsOfFile: "/proc/\(qemu)/cmdline", encoding: .utf8))?.isEmpty == false {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let listener = try SilentListener(monitor, hold: hold)
+            defer { listener.close(); HypervisorTarget.unlinkShortRoot(root) }
+            try await check(round)
         }
     }
 
@@ -372,5 +431,50 @@ struct RealVMTests {
         let written = (try? FileManager.default.contentsOfDirectory(atPath: "\(VMFixture.home)/dist-bad")) ?? []
         #expect(written.isEmpty, "\(written)")
         try? FileManager.default.removeItem(atPath: "\(VMFixture.home)/dist-bad")
+    }
+}
+
+/// A stand-in for a dead QEMU's monitor: a UNIX socket that takes the first connection (libvirt's
+/// reconnect), says nothing for `hold`, then closes (libvirt sees end of file, as from a QEMU
+/// that went away). `close` ends it early; either way the socket file is removed.
+final class SilentListener: Sendable {
+    let fd: Int32
+    let path: String
+    private let peer = Mutex<Int32>(-1)
+    private let open = Mutex(true)
+
+    init(_ path: String, hold: Duration) throws {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard fd >= 0, bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw VMCtlError("cannot listen at \(path)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(fd, 8) == 0 else {
+            let why = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw VMCtlError("cannot listen at \(path): \(why)")
+        }
+        let seconds = Double(hold.components.seconds) + Double(hold.components.attoseconds) / 1e18
+        Thread { [self] in
+            let c = accept(fd, nil, nil)  // returns at once with an error once `close` shut the socket down
+            guard c >= 0 else { return }
+            peer.withLock { $0 = c }
+            Thread.sleep(forTimeInterval: seconds)
+            close()
+        }.start()
+    }
+
+    func close() {
+        guard open.withLock({ let was = $0; $0 = false; return was }) else { return }
+        shutdown(fd, Int32(SHUT_RDWR))
+        Glibc.close(fd)
+        peer.withLock { if $0 >= 0 { Glibc.close($0) } }
+        unlink(path)
     }
 }
