@@ -90,7 +90,7 @@ extension ClusterManager {
         if let file = step.file {
             let path = try Template(file).render(scope)
             let content = try Template(step.content ?? "").render(scope)
-            return ("sudo install -D -m \(step.mode ?? "0644") /dev/stdin \(Template.shellQuoted(path))",
+            return ("sudo install -D -m \(step.mode ?? "0644") /dev/stdin \(Shell.quote(path))",
                     Data(content.utf8), .seconds(120))
         }
         let input = try step.stdin.map { Data(try Template($0).render(scope).utf8) }

@@ -51,7 +51,7 @@ extension ClusterManager {
             let file = try FileCopy.Incoming(destination: FileCopy.localDestination(destination, remotePath: path),
                                              mode: mode ?? FileCopy.defaultMode)
             do {
-                let r = try await SSHSession.run(try sshTarget(s, node: plan), "cat \(FileCopy.quote(path))", stdin: nil,
+                let r = try await SSHSession.run(try sshTarget(s, node: plan), "cat \(Shell.quote(path))", stdin: nil,
                                                  stdout: { try file.write($0) }, timeout: .seconds(3600))
                 guard r.status == 0 else { throw VMCtlError("copy from \(plan.name):\(path) failed: \(r.stderr)") }
                 try file.commit()

@@ -31,13 +31,12 @@ public enum FileCopy {
     }
 
     /// Shell-quotes `s` for the remote `sh`.
-    public static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
     /// The remote command that receives a copy on stdin: into `path` (or, when `path` is a
     /// directory, into it under `sourceName`), created with umask 077 (0600), then set to
     /// `mode` when given. An existing file keeps its mode unless `mode` is given.
     public static func receiveCommand(path: String, sourceName: String, mode: mode_t?) -> String {
-        var cmd = "umask 077 && p=\(quote(path)) && { [ ! -d \"$p\" ] || p=\"${p%/}/\"\(quote(sourceName)); } && cat > \"$p\""
+        var cmd = "umask 077 && p=\(Shell.quote(path)) && { [ ! -d \"$p\" ] || p=\"${p%/}/\"\(Shell.quote(sourceName)); } && cat > \"$p\""
         if let mode { cmd += " && chmod \(octal(mode)) \"$p\"" }
         return cmd
     }

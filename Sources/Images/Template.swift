@@ -24,15 +24,10 @@ public struct Template: Sendable {
         return out
     }
 
-    /// `value` as one single-quoted POSIX sh word: `it's` becomes `'it'\''s'`.
-    public static func shellQuoted(_ value: String) -> String {
-        "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
-
     /// The filters `{{key|filter}}` knows; nil when the value cannot be rendered so.
     static let filters: [String: @Sendable (String) -> String?] = [
         // No shell word can hold a NUL byte: the command would be cut short there.
-        "sh": { $0.utf8.contains(0) ? nil : shellQuoted($0) },
+        "sh": { $0.utf8.contains(0) ? nil : Shell.quote($0) },
     ]
 
     private func lookup(_ key: String, _ scopes: [[String: Value]]) -> Value? {

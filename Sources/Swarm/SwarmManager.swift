@@ -271,7 +271,7 @@ public struct SwarmManager: Sendable {
             if let v = ProcessInfo.processInfo.environment[k], !v.isEmpty { env.append("\(k)=\(v)") }
         }
         events("deploying \(c.rawValue): " + placed.joined(separator: ", "))
-        try await run(s, "sudo env \(env.map(Self.quote).joined(separator: " ")) docker stack deploy --resolve-image never "
+        try await run(s, "sudo env \(env.map(Shell.quote).joined(separator: " ")) docker stack deploy --resolve-image never "
                       + "--compose-file - \(c.rawValue) >/dev/null", input: stack)
         try await waitRunning(s, c, timeout: timeout)
         if c == .case01, let runner = c.runner {
@@ -483,8 +483,8 @@ public struct SwarmManager: Sendable {
             + "&& timeout 20 head -c 2 <&3 | od -An -tx1 | tr -d ' \\n'"
         let winrm = "exec 3<>/dev/tcp/127.0.0.1/5985 && printf 'POST /wsman HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 0\\r\\n\\r\\n' >&3 "
             + "&& timeout 20 head -c 9 <&3"
-        let a = (try? await run(s, "bash -c \(Self.quote(rdp))", timeout: .seconds(60)))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        let b = (try? await run(s, "bash -c \(Self.quote(winrm))", timeout: .seconds(60)))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let a = (try? await run(s, "bash -c \(Shell.quote(rdp))", timeout: .seconds(60)))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let b = (try? await run(s, "bash -c \(Shell.quote(winrm))", timeout: .seconds(60)))?.trimmingCharacters(in: .whitespacesAndNewlines)
         return [Check(name: "\(x.service): Windows answers RDP (3389) or WinRM (5985) through the published ports",
                       passed: a == "0300" || b == "HTTP/1.1", detail: "RDP: \(a ?? "no answer"); WinRM: \(b ?? "no answer")")]
     }
@@ -527,5 +527,4 @@ public struct SwarmManager: Sendable {
         throw VMCtlError(.nodeTimeout, message: "\(c.rawValue): containers or its network still there after \(timeout.components.seconds) s")
     }
 
-    static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 }

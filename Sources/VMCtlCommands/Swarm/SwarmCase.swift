@@ -78,7 +78,7 @@ struct SwarmCase: AsyncParsableCommand {
             let config = ClusterPaths(state: m.clusters.state, name: swarm.name).sshConfig
             let inner = command.isEmpty ? ["sudo", "docker", "exec", "-it", x.container, "sh"]
                 : ["sudo", "docker", "exec", "-i", x.container] + command
-            let args = [ssh, "-F", config] + (command.isEmpty ? ["-t"] : []) + [x.node, "--"] + inner.map(Self.quote)
+            let args = [ssh, "-F", config] + (command.isEmpty ? ["-t"] : []) + [x.node, "--"] + inner.map(Shell.quote)
             var cargs = args.map { strdup($0) } + [nil]
             execv(ssh, &cargs)
             throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
@@ -86,9 +86,5 @@ struct SwarmCase: AsyncParsableCommand {
             try await m.down(c)
             say("\(c.rawValue) down: stack removed, the swarm stays")
         }
-    }
-
-    static func quote(_ s: String) -> String {
-        s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:".contains($0) } ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }
