@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import VMCtlSupport
 import Machines
-import Images
 import Clusters
 
 struct ClusterInfo: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import VMCtlSupport
-import Images
 import Clusters
 
 struct ClusterSetMemory: AsyncParsableCommand {
