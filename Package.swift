@@ -46,11 +46,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // One virtual machine and its lifecycle over libvirt: hypervisor target, launch, readiness,
-        // serial logs, the private L2 switch, the acceleration probe.
+        // serial logs, the private L2 switch, the acceleration probe. The warm agent (a Python
+        // program the template runs) is a file of its own, compiled into the binary.
         .target(name: "Machines", dependencies: [
             "VMCtlSupport", "Images", "Libvirt", "SSH", "CloudInit", "Blocking", "CHost",
             .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        ], resources: [.embedInCode("Resources/warm-agent.py")]),
         // N-node clusters over machines: plan, spec, state, lock, allocation, bootstrap, checks.
         .target(name: "Clusters", dependencies: ["VMCtlSupport", "Images", "Machines", "SSH", "Blocking"],
                 swiftSettings: upperLayer),

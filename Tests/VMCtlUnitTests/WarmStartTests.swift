@@ -103,7 +103,20 @@ struct WarmStartTests {
     func agentSource() throws {
         let src = WarmAgent.python()
         #expect(src.contains("0x40085203") && src.contains("0x5207"))
-        #expect(WarmIdentity.Directive.allCases.allSatisfy { src.contains("\"\($0.rawValue)\"") })
+        // Every directive is handled by the agent under its case name; the words themselves
+        // arrive at run time, as the agent's one JSON argument.
+        #expect(WarmIdentity.Directive.allCases.allSatisfy { src.contains("word == D[\"\($0)\"]") })
+        let params = try JSONDecoder().decode(WarmAgent.Parameters.self, from: Data(WarmAgent.parameters().utf8))
+        #expect(params.directives == Dictionary(uniqueKeysWithValues: WarmIdentity.Directive.allCases.map { ("\($0)", $0.rawValue) }))
+        #expect(params.port == WarmIdentity.portName && params.end == WarmIdentity.endMarker && params.idle == WarmAgent.idleMarker
+                && params.applied == WarmIdentity.appliedMarker && params.ready == Readiness.readyMarker)
+        #expect(!src.contains("\\#("), "a Swift interpolation left in the agent")
+        // The template's seed carries the agent file byte for byte, and its bootcmd starts it with the parameters.
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/Machines/Resources/warm-agent.py")
+        let seed = WarmAgent.seed(name: "t", user: "vmctl", hostKey: .init(privateKey: "k", publicKey: "p"), interfaces: [], giveBack: true)
+        #expect(seed.files.first { $0.path == WarmAgent.path }?.content == (try String(contentsOf: file, encoding: .utf8)))
+        #expect(WarmAgent.bootcmd(giveBack: false).flatMap { $0 }.contains { $0.contains("exec python3 \(WarmAgent.path) \(Shell.quote(WarmAgent.parameters()))") })
         #expect(WarmAgent.bootcmd(giveBack: true).flatMap { $0 }.allSatisfy { !$0.contains("systemctl mask") })
         // With a balloon the template gives its free pages back before the save; without one
         // there is nothing to give them back through, and no 5 s wait.
