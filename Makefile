@@ -44,7 +44,7 @@ demo: build
 # (images are built cold in it), removed afterwards whatever happens. The two longest real-VM
 # tests (LONG_VM_TESTS: the Swarm cases with a guest emulated inside a guest, and the USB/ISO
 # media booted under OVMF) run in `make test-long`, not here: on a slow TCG host they alone take
-# 53 minutes (README, Tests).
+# 53 minutes (docs/testing.md).
 LONG_VM_TESTS = swarmCase00\(\)|usbMedia\(\)
 # The real-VM tests' runner: a state dir of their own, removed when they end (pass or fail).
 VM_TESTS = home=$$(mktemp -d /var/tmp/vmctl-tests.XXXXXX) && trap 'rm -rf "$$home"' EXIT && \

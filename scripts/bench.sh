@@ -163,10 +163,10 @@ if [ "${DENSITY:-1}" = 1 ]; then
   log "density: host memory per idle node (cold and warm, levers off and on)"
   export VMCTL
   DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 VMCTL_THP=1 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon, host's huge pages)" 3 cold)"$'\n'
-  DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 cold)"$'\n'
+  DENSROWS+="$(scripts/density.sh "vmctl's levers (see docs/density.md)" 3 cold)"$'\n'
   DENSROWS+="$(COMPACT=1 scripts/density.sh "vmctl's levers" 3 cold)"$'\n'
   DENSROWS+="$(VMCTL_TB_CACHE_MIB=0 VMCTL_BALLOON=0 VMCTL_THP=1 scripts/density.sh "QEMU's defaults (1 GiB translation cache, no balloon, host's huge pages)" 3 warm)"$'\n'
-  DENSROWS+="$(scripts/density.sh "vmctl's levers (see README: Density)" 3 warm)"$'\n'
+  DENSROWS+="$(scripts/density.sh "vmctl's levers (see docs/density.md)" 3 warm)"$'\n'
   DENSROWS+="$(COMPACT=1 scripts/density.sh "vmctl's levers" 3 warm)"$'\n'
 fi
 

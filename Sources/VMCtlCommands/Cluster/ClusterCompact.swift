@@ -13,7 +13,7 @@ struct ClusterCompact: AsyncParsableCommand {
             all TCG's translation cache, which a cold boot fills (128 MiB) and QEMU never \
             shrinks, and the heap the boot grew. It fills again as the node works: this is for \
             nodes that will sit idle (a cold node then costs the host about what a warm clone \
-            does; see README, Density). SSH sessions and other connections through the node's \
+            does; see docs/density.md). SSH sessions and other connections through the node's \
             forwarded ports are cut. A node whose restore failed (or whose compact was killed \
             between the save and the restore) keeps its guest in the save: `vmctl cluster start` \
             restores it from there, unless its disk was written after the save (the domain was \
