@@ -29,7 +29,11 @@ ratio() { python3 -c '
 import sys
 try: a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b) if b == b and b else "-")
 except ValueError: print("-")' "$1" "$2"; }
-field() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+# json_at FILE KEY... -> the value at that path in a JSON file (a number indexes a list); nothing in the file is run.
+json_at() { python3 -c 'import json,sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v = v[int(k)] if isinstance(v, list) else v[k]
+print(v)' "$@"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 qemu_pid() { pgrep -f "guest=$1," | head -1; }
 log() { echo "bench: $*" >&2; }
@@ -52,12 +56,14 @@ vmctl_up() {
   local t0 t1; t0=$(now)
   /usr/bin/time -f "%U %S" -o "$keep.cpu" "$VMCTL" cluster up "$n" --cold --name "$name" >/dev/null
   t1=$(now)
-  local st="$VMCTL_HOME/clusters/$name/state.json" rss=0 i
+  local rss=0 i
   for i in $(seq 1 "$n"); do rss=$((rss + $(rss_mib "$(qemu_pid "$name-node$i")"))); done
   mkdir -p "$keep"
   cp "$VMCTL_HOME/clusters/$name/ssh/id_ed25519" "$keep/key"; chmod 600 "$keep/key"
   for i in $(seq 1 "$n"); do cp "$VMCTL_HOME/clusters/$name/nodes/node$i/seed.iso" "$keep/seed$i.iso"; done
-  field "$st" '"\n".join("%s %s %s" % (n["plan"]["mgmtMAC"], n["plan"]["hostKey"]["type"], n["plan"]["hostKey"]["base64"]) for n in s["nodes"])' > "$keep/pins"
+  "$VMCTL" cluster info --name "$name" --json | python3 -c 'import json,sys
+for n in json.load(sys.stdin)["cluster"]["nodes"]:
+    p = n["plan"]; print(p["mgmtMAC"], p["hostKey"]["type"], p["hostKey"]["base64"])' > "$keep/pins"
   "$VMCTL" cluster clean --name "$name" >/dev/null
   python3 -c "import sys; u,s=open(sys.argv[1]).read().split(); print('%.1f %.2f %d' % ($t1-$t0, float(u)+float(s), $rss//$n))" "$keep.cpu"
 }
@@ -74,7 +80,7 @@ bare_up() {
     qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64 -smp $cpus -m $mem -nodefaults -no-user-config \
       -display none -serial "file:$keep/serial$i.log" \
       -kernel "$IMGDIR/vmlinuz" -initrd "$IMGDIR/initrd.img" \
-      -append "root=/dev/vda rw $(field "$IMGDIR/manifest.json" 's["cmdline"]')" \
+      -append "root=/dev/vda rw $(json_at "$IMGDIR/manifest.json" cmdline)" \
       -drive "file=$keep/disk$i.qcow2,if=virtio,format=qcow2,cache=unsafe" \
       -drive "file=$keep/seed$i.iso,if=virtio,format=raw,readonly=on" \
       -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:22" \

@@ -34,8 +34,10 @@ t1=$(date +%s)
 sleep 60
 a1=$(avail)
 running=$(pgrep -fc "guest=$P-[0-9]+-node" || true)
-doctor=$("$VMCTL" doctor 2>&1 | grep -i "host memory" || true)
-fit=$(sed -n 's/.*about \([0-9]*\) idle.*/\1/p' <<<"$doctor")
+# doctor's numbers, from its JSON (it exits 1 when a prerequisite is missing; the numbers stand).
+report=$("$VMCTL" doctor --json 2>/dev/null || true)
+fit=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["hostMemory"]["idleNodesFit"])' "$report")
+doctor=$(python3 -c 'import json,sys; print(next(c["detail"] for c in json.loads(sys.argv[1])["checks"] if c["name"] == "host memory"))' "$report")
 more=$(( ${fit:-0} + 1 ))
 if refusal=$("$VMCTL" cluster up "$more" "${flag[@]}" --image "$IMAGE" --name "$P-more" 2>&1 >/dev/null); then
   made+=("$P-more"); refusal="ACCEPTED (doctor said $fit fit)"

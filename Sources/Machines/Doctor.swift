@@ -10,7 +10,22 @@ public struct Doctor: Sendable {
         public var ok: Bool
         public var detail: String
     }
-    public struct Report: Codable, Sendable { public var checks: [Check] }
+    /// What the host's memory holds, as numbers for scripts (`doctor --json`).
+    public struct HostMemoryFit: Codable, Sendable, Equatable {
+        /// The host's MemAvailable.
+        public var availableMiB: Int
+        /// The size of node the count is for.
+        public var nodeMemoryMiB: Int
+        /// What an idle node of that size is planned to keep.
+        public var perNodeMiB: Int
+        /// How many such idle nodes fit now (`cluster up` refuses more).
+        public var idleNodesFit: Int
+    }
+    public struct Report: Codable, Sendable {
+        public var checks: [Check]
+        /// Nil when the host's MemAvailable cannot be read.
+        public var hostMemory: HostMemoryFit?
+    }
 
     public let state: StateDir
     public init(state: StateDir) { self.state = state }
@@ -60,18 +75,21 @@ public struct Doctor: Sendable {
         } else {
             checks.append(Check(name: "accel (auto)", ok: true, detail: "/dev/kvm present; probed on the first boot (needs a built image)"))
         }
+        var hostMemory: HostMemoryFit?
         if let free = HostMemory.availableMiB() {
             let tcg = access("/dev/kvm", R_OK | W_OK) != 0 || AccelProbe(state: state).cached()?.accelerator == .tcg
-            let each = HostMemory.perNodeMiB(memoryMiB: 2048, tcg: tcg)
+            let fit = HostMemoryFit(availableMiB: free, nodeMemoryMiB: 2048, perNodeMiB: HostMemory.perNodeMiB(memoryMiB: 2048, tcg: tcg),
+                                    idleNodesFit: HostMemory.fit(memoryMiB: 2048, tcg: tcg, availableMiB: free))
+            hostMemory = fit
             checks.append(Check(name: "host memory", ok: true,
-                                detail: "\(free) MiB available: about \(HostMemory.fit(memoryMiB: 2048, tcg: tcg, availableMiB: free)) idle 2 GiB nodes fit "
-                                    + "(\(each) MiB each; `cluster up` refuses more)"))
+                                detail: "\(free) MiB available: about \(fit.idleNodesFit) idle 2 GiB nodes fit "
+                                    + "(\(fit.perNodeMiB) MiB each; `cluster up` refuses more)"))
         }
         if let ksm = HostMemory.ksm() {
             checks.append(Check(name: "KSM", ok: true, detail: ksm.running
                 ? "on: \(ksm.sharingMiB) MiB shared between identical pages (warm clones of one snapshot share most)"
                 : "off (optional): `echo 1 > /sys/kernel/mm/ksm/run` merges identical guest pages, most between warm clones; it costs host CPU"))
         }
-        return Report(checks: checks)
+        return Report(checks: checks, hostMemory: hostMemory)
     }
 }
