@@ -26,12 +26,7 @@ struct ClusterSSH: AsyncParsableCommand {
         let plan = try m.select(s, [node])[0]
         if command.isEmpty {
             // Interactive: hand the terminal to OpenSSH with the cluster's strict config.
-            let ssh = try VMCtlSupport.locateTool("ssh")
-            let config = ClusterPaths(state: m.state, name: s.name).sshConfig
-            let args = [ssh, "-F", config, plan.name]
-            var cargs = args.map { strdup($0) } + [nil]
-            execv(ssh, &cargs)
-            throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
+            try OpenSSH.exec(config: ClusterPaths(state: m.state, name: s.name).sshConfig, host: plan.name)
         }
         // Streamed as it arrives: a command that prints without end costs no memory.
         let printer = GuestOutputPrinter(raw: raw, prefixLines: false)

@@ -21,11 +21,6 @@ struct VNodeSSH: AsyncParsableCommand {
             throw VMCtlError(.wrongState, message: "\(r.name) has no host key yet (its install did not get that far): `vmctl vnode \(r.number)`")
         }
         // Plain OpenSSH gets the terminal: known_hosts pins the node's key under its name and address.
-        let ssh = try VMCtlSupport.locateTool("ssh")
-        var args = [ssh, "-F", m.paths.sshConfig(r.stem), r.name]
-        if !command.isEmpty { args += ["--"] + command }
-        var cargs = args.map { strdup($0) } + [nil]
-        execv(ssh, &cargs)
-        throw VMCtlError("cannot run \(ssh): \(String(cString: strerror(errno)))")
+        try OpenSSH.exec(config: m.paths.sshConfig(r.stem), host: r.name, command: command)
     }
 }
