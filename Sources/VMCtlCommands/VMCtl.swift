@@ -18,11 +18,7 @@ public enum VMCtl {
         do {
             command = try VMCtlRoot.parseAsRoot(args)
         } catch {
-            let code = VMCtlRoot.exitCode(for: error)
-            let text = VMCtlRoot.fullMessage(for: error)
-            if code == .success { print(text); exit(0) }
-            FileHandle.standardError.write(Data((text + "\n").utf8))
-            exit(2)
+            exit(report(error))
         }
         let task = Task<Void, Error> {
             if var c = command as? AsyncParsableCommand { try await c.run() } else {
@@ -41,6 +37,12 @@ public enum VMCtl {
         }
     }
 
+    /// swift-argument-parser's message for a usage error, led by `vmctl: ` as every other error
+    /// is, instead of its own `Error: `.
+    static func usageText(_ text: String) -> String {
+        text.hasPrefix("Error: ") ? "vmctl: " + text.dropFirst("Error: ".count) : "vmctl: " + text
+    }
+
     /// Prints an error a person can act on; returns the exit status its code maps to.
     static func report(_ error: Error) -> Int32 {
         let (message, code): (String, Int32)
@@ -53,10 +55,11 @@ public enum VMCtl {
             // Errors of the layers below (libvirt, SSH, a node) are classified; each exits 1.
             (message, code) = (e.description, VMCtlError.Code(of: error).exitStatus)
         default:
-            // Help, version and usage errors from swift-argument-parser.
+            // Help and version (printed, exit 0), and usage errors from swift-argument-parser: the
+            // same `vmctl: ` line as every other failure, then its usage and help lines.
             let text = VMCtlRoot.fullMessage(for: error)
             if VMCtlRoot.exitCode(for: error) == .success { print(text); return 0 }
-            FileHandle.standardError.write(Data((text + "\n").utf8))
+            FileHandle.standardError.write(Data((usageText(text) + "\n").utf8))
             return 2
         }
         FileHandle.standardError.write(Data("vmctl: \(message)\n".utf8))

@@ -7,6 +7,25 @@ import Testing
 
 @Suite("Command line: --version; cluster up checks its arguments before it builds an image")
 struct CommandLineTests {
+    @Test("swarm's case and verb are parsed as enums; a bad one is a usage error led by `vmctl: ` like every other error")
+    func swarmVerbs() throws {
+        let ok = try #require(try VMCtlRoot.parseAsRoot(["swarm", "case01", "exec-list"]) as? SwarmCase)
+        #expect(ok.caseName == .case01 && ok.verb == .execList)
+        for (args, says) in [(["swarm", "case09", "up"], "vmctl: The value 'case09' is invalid for '<case-name>'"),
+                             (["swarm", "case00", "frobnicate"], "vmctl: The value 'frobnicate' is invalid for '<verb>'"),
+                             (["swarm", "case00", "exec"], "vmctl: exec needs a container"),
+                             (["cluster", "up", "3", "--bogus"], "vmctl: Unknown option '--bogus'")] {
+            do {
+                _ = try VMCtlRoot.parseAsRoot(args)
+                Issue.record("\(args) parsed")
+            } catch {
+                #expect(VMCtlRoot.exitCode(for: error) != .success)
+                let text = VMCtl.usageText(VMCtlRoot.fullMessage(for: error))
+                #expect(text.hasPrefix(says) && !text.contains("Error:"), "\(args): \(text)")
+            }
+        }
+    }
+
     @Test("vmctl --version prints the version (MAJOR.MINOR.PATCH) and exits 0")
     func version() {
         #expect(VMCtlVersion.current.range(of: #"^[0-9]+\.[0-9]+\.[0-9]+$"#, options: .regularExpression) != nil)
