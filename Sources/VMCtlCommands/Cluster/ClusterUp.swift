@@ -18,14 +18,7 @@ struct ClusterUp: AsyncParsableCommand {
     @Option(help: "Image to boot (see `vmctl image list`).")
     var image = "debian-12"
 
-    @Option(help: "vCPUs per node.")
-    var cpus = 2
-
-    @Option(help: "Memory per node (e.g. 2G, 1536M).")
-    var memory = "2G"
-
-    @Option(help: "Disk per node, thin-provisioned (e.g. 20G).")
-    var disk = "20G"
+    @OptionGroup var shape: MachineShapeOptions
 
     @Option(help: "Time for the whole `up`: every node booted and SSH-verified, then the image's bootstrap (seconds, or 90s, 10m, 1h).")
     var timeout = TimeLimit(seconds: 600)
@@ -60,15 +53,8 @@ struct ClusterUp: AsyncParsableCommand {
     /// The spec the arguments ask for, checked as `ClusterManager.up` checks it (name, counts,
     /// sizes, image name, libvirt URI), so a bad argument exits 2 before an image is built.
     func checkedSpec() throws -> ClusterSpec {
-        // ByteSize.parse refuses what is not a positive size of at most 16 EiB (nothing that overflows).
-        guard let mem = ByteSize.parse(memory) else {
-            throw VMCtlError.usage("--memory takes a size from 256M up, like 2G or 1536M (got '\(memory)')")
-        }
-        guard let dsk = ByteSize.parse(disk) else {
-            throw VMCtlError.usage("--disk takes a size from 3G to 4T, like 20G (got '\(disk)')")
-        }
-        let spec = ClusterSpec(nodes: nodes, image: image, cpus: cpus, memoryMiB: Int(mem >> 20), diskGiB: Int(dsk >> 30),
-                               guestInternet: guestInternet)
+        let spec = ClusterSpec(nodes: nodes, image: image, cpus: shape.cpus, memoryMiB: try shape.memoryMiB(),
+                               diskGiB: try shape.diskGiB(default: "20G"), guestInternet: guestInternet)
         try ClusterManager.validateName(cluster.name)
         try spec.validate(freeMemoryMiB: HostMemory.availableMiB(), hugePages: HostMemory.hugePages(sharedLibvirt: global.connectURI != nil))
         try ImageStore.checkName(image)

@@ -59,7 +59,8 @@ struct SwarmCase: AsyncParsableCommand {
             if c.runner != nil { _ = try SwarmManager.runnerMemoryMiB(c, environment: ProcessInfo.processInfo.environment) }
             if ClusterRegistry(state: m.clusters.state).load(swarm.name) == nil {
                 say("no swarm called \(swarm.name) yet: `vmctl swarm init` first")
-                try await SwarmInit.ensure(name: swarm.name, nodes: 3, memory: "2G", timeout: TimeLimit(seconds: 900), global: global)
+                try await SwarmInit.ensure(name: swarm.name, nodes: 3, shape: try MachineShapeOptions.parse([]), timeout: TimeLimit(seconds: 900),
+                                           global: global)
             }
             let p = try await m.up(c, timeout: timeout.duration, guestTimeout: guestTimeout.duration, media: media) { say($0) }
             say("\(c.rawValue) up: " + c.services.map { "\($0) on \(p.services[$0] ?? "?")" }.joined(separator: ", "))

@@ -17,20 +17,19 @@ struct SwarmInit: AsyncParsableCommand {
     @Option(help: "Nodes in the swarm.")
     var nodes = 3
 
-    @Option(help: "Memory per node (e.g. 2G, 1536M).")
-    var memory = "2G"
+    @OptionGroup var shape: MachineShapeOptions
 
     @Option(help: "Time for the whole `init` (seconds, or 90s, 10m, 1h).")
     var timeout = TimeLimit(seconds: 900)
 
     func run() async throws {
-        try await Self.ensure(name: swarm.name, nodes: nodes, memory: memory, timeout: timeout, global: global)
+        try await Self.ensure(name: swarm.name, nodes: nodes, shape: shape, timeout: timeout, global: global)
     }
 
     /// Brings up (or reuses) the swarm's cluster, building the image first if needed.
-    static func ensure(name: String, nodes: Int, memory: String, timeout: TimeLimit, global: GlobalOptions) async throws {
-        guard let mem = ByteSize.parse(memory) else { throw VMCtlError.usage("--memory takes a size like 2G (got '\(memory)')") }
-        let spec = ClusterSpec(nodes: nodes, image: SwarmManager.image, cpus: 2, memoryMiB: Int(mem >> 20), diskGiB: 20)
+    static func ensure(name: String, nodes: Int, shape: MachineShapeOptions, timeout: TimeLimit, global: GlobalOptions) async throws {
+        let spec = ClusterSpec(nodes: nodes, image: SwarmManager.image, cpus: shape.cpus, memoryMiB: try shape.memoryMiB(),
+                               diskGiB: try shape.diskGiB(default: "20G"))
         try ClusterManager.validateName(name)
         try spec.validate(freeMemoryMiB: HostMemory.availableMiB())
         let state = StateDir.resolve()

@@ -16,11 +16,7 @@ struct VNodeInstall: AsyncParsableCommand {
 
     @OptionGroup var pool: VNodePoolOptions
 
-    @Option(help: "libvirt URI (default: qemu:///system when a libvirtd answers there, else an embedded libvirt of vnode's own). Local URIs only.")
-    var connect: String?
-
-    @Option(help: "Acceleration: auto (KVM only where it really boots), kvm, or tcg.")
-    var accel: AccelRequest = .auto
+    @OptionGroup var global: GlobalOptions
 
     @Option(help: "The image catalog (default: images/catalog.yaml; env VMCTL_CATALOG).")
     var catalog: String?
@@ -31,14 +27,7 @@ struct VNodeInstall: AsyncParsableCommand {
     @Flag(help: "Use only cached images (and locally built ones); name what is missing instead of downloading.")
     var offline = false
 
-    @Option(help: "vCPUs per node.")
-    var cpus = 2
-
-    @Option(help: "Memory per node (e.g. 2G, 1536M).")
-    var memory = "2G"
-
-    @Option(help: "Disk per node, thin-provisioned (e.g. 20G).")
-    var disk = "10G"
+    @OptionGroup var shape: MachineShapeOptions
 
     @Option(help: "user (a loopback SSH forward) or bridge=NAME (a tap on the host's bridge; the site's DHCP gives the address by MAC). Default: the pool's.")
     var network: String?
@@ -52,13 +41,13 @@ struct VNodeInstall: AsyncParsableCommand {
         let requests = try VNodeRequest.parse(specs, pools: m.pools, stem: pool.stem)
         let cat = try CloudCatalog.load(catalog ?? CloudCatalog.locate())
         let nodes = try m.entries(for: requests, catalog: cat)
-        guard let mem = ByteSize.parse(memory), mem >= 256 << 20 else {
-            throw VMCtlError.usage("--memory takes a size from 256M up, like 2G or 1536M (got '\(memory)')")
+        let memMiB = try shape.memoryMiB()
+        guard memMiB >= 256 else {
+            throw VMCtlError.usage("--memory takes a size from 256M up, like 2G or 1536M (got '\(shape.memory)')")
         }
-        guard let dsk = ByteSize.parse(disk), dsk >= 3 << 30 else {
-            throw VMCtlError.usage("--disk takes a size from 3G up, like 20G (got '\(disk)')")
-        }
-        guard (1...64).contains(cpus) else { throw VMCtlError.usage("--cpus takes 1 to 64") }
+        let diskGiB = try shape.diskGiB(default: "10G")
+        guard diskGiB >= 3 else { throw VMCtlError.usage("--disk takes a size from 3G up, like 20G (got '\(shape.disk ?? "")')") }
+        guard (1...64).contains(shape.cpus) else { throw VMCtlError.usage("--cpus takes 1 to 64") }
         let net = try network.map(VNodeNetwork.init)
         // A bridge is never made behind the user's back: the exact command instead.
         let bridges = Set(try requests.map { r -> VNodeNetwork in try net ?? VNodeNetwork(r.stem.network) }.compactMap { n -> String? in
@@ -87,9 +76,8 @@ struct VNodeInstall: AsyncParsableCommand {
                 return "\(e.name) (\(cache.path(of: e)); `vmctl image fetch \(e.name)`)"
             }.joined(separator: ", "))
         }
-        let memMiB = Int(mem >> 20)
         if let free = HostMemory.availableMiB() {
-            let tcg = !AccelProbe.kvmUsable || accel == .tcg
+            let tcg = !AccelProbe.kvmUsable || global.accel == .tcg
             let fit = HostMemory.fit(memoryMiB: memMiB, tcg: tcg, availableMiB: free)
             if nodes.count > fit {
                 throw VMCtlError(.hostMemory, message: "\(nodes.count) vnode(s) of \(memMiB) MiB do not fit in this host's \(free) MiB available "
@@ -101,18 +89,18 @@ struct VNodeInstall: AsyncParsableCommand {
         _ = try Command.require("ssh-keygen")
         try state.ensureWritable()
 
-        let verdict = try await AccelProbe(state: state).resolve(accel, kernel: try probeKernel(state))
+        let verdict = try await AccelProbe(state: state).resolve(global.accel, kernel: try probeKernel(state))
         var options = VNodeManager.InstallOptions()
-        options.cpus = cpus
+        options.cpus = shape.cpus
         options.memoryMiB = memMiB
-        options.diskGiB = Int(dsk >> 30)
+        options.diskGiB = diskGiB
         options.accelerator = verdict.accelerator
         options.network = net
         let (defaultLimit, why) = VNodeManager.defaultTimeout(verdict.accelerator)
         let limit = timeout?.duration ?? defaultLimit
         if timeout == nil, let why { say(why) }
 
-        let (target, note) = try await m.chooseTarget(connect: connect)
+        let (target, note) = try await m.chooseTarget(connect: global.connectURI)
         if let note { say(note) }
         let connection = try await MachineHost(target).connect()
         try await connection.closing { connection in
