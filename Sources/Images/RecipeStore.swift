@@ -27,8 +27,11 @@ public struct RecipeStore: Sendable {
     /// Names of the recipes present.
     public func names() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+            .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.filter { !Self.notRecipes.contains($0) }.sorted()
     }
+
+    /// YAML files beside the recipes that are not recipes: the cloud image catalog.
+    static let notRecipes: Set<String> = ["catalog"]
 
     /// The recipe called `name`, with its `base` chain applied and validated.
     /// `NAME-hw` (with no file of its own) is NAME's hardware variant.

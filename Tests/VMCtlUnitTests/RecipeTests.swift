@@ -23,6 +23,17 @@ struct RecipeTests {
             expect: systemd
         """
 
+    @Test("the recipes known are the checkout's recipes, not the cloud image catalog beside them; an unknown name lists them")
+    func knownRecipes() throws {
+        let store = RecipeStore.locate()
+        let names = store.names()
+        #expect(names.contains("debian-12") && names.contains("cluster-os-node") && !names.contains("catalog"), "\(names)")
+        #expect(throws: VMCtlError.self) { try store.load("no-such-recipe") }
+        do { _ = try store.load("no-such-recipe") } catch {
+            #expect("\(error)".contains("(known: \(names.joined(separator: ", ")))"), "\(error)")
+        }
+    }
+
     @Test("a valid recipe parses with defaults filled in")
     func parses() throws {
         let r = try RecipeStore.parse(Self.good, file: "demo.yaml")
