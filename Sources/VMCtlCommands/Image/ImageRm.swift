@@ -14,7 +14,7 @@ struct ImageRm: AsyncParsableCommand {
         let store = ImageStore(state: state)
         let img = try store.image(named: name)
         try store.remove(name, usedBy: ClusterRegistry(state: state).imageUsers()[img.hash] ?? [])
-        pruneWarmSnapshots(state)  // its warm snapshots too
+        ImageBuilds.pruneWarmSnapshots(state)  // its warm snapshots too
         print("removed image \(name) (\(img.shortHash))")
     }
 }
